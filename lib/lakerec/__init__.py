@@ -1,0 +1,1 @@
+"""lakerec: a lake-native sequential recommender pipeline."""

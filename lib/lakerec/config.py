@@ -1,0 +1,223 @@
+"""Typed, validated configuration: conf/base.yaml < conf/<profile>.yaml < --config files < --set overrides.
+
+Validated once at the edge (job start), so an unknown key or a wrong type stops the run before any work,
+with the offending key named. Everything downstream receives these objects, never raw dicts.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+CONTRACT_EVENT_FIELDS = ("event_id", "user_id", "item_id", "event_type", "ts", "session_id", "user_agent", "value")
+CONTRACT_ITEM_FIELDS = ("item_id", "title", "description", "categories")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, worded for the person who runs the job."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LakeConf(_Strict):
+    root: str = "lake"
+    engine: Literal["auto", "delta-spark", "delta-rs"] = "auto"
+
+
+class SparkConf(_Strict):
+    master: str | None = "local[*]"
+    app_name: str = "lakerec"
+    shuffle_partitions: int = Field(8, ge=1)
+    extra: dict[str, str] = {}
+
+
+class MlflowConf(_Strict):
+    tracking_uri: str | None = None
+    experiment: str = "lakerec"
+    registered_model: str = "lakerec-sasrec"
+
+
+class DemoConf(_Strict):
+    users: int = Field(300, ge=2)
+    items: int = Field(400, ge=2)
+    categories: list[str] = Field(min_length=1)
+    days: int = Field(5, ge=1)
+    start: str = "2026-11-01"
+    sessions_per_user: int = Field(3, ge=1)
+    events_per_session: int = Field(6, ge=1)
+    seed: int = 7
+
+
+class SourceConf(_Strict):
+    """One raw input: where, in which format, and how its columns map onto the contract fields."""
+
+    path: str | None = None
+    format: Literal["jsonl", "csv", "tsv", "parquet"] = "jsonl"
+    delimiter: str | None = None
+    header: bool = True
+    columns: list[str] | None = None
+    encoding: str = "utf-8"
+    mapping: dict[str, str] = {}
+    constants: dict[str, str] = {}
+    category_flags: dict[str, str] = {}
+
+    @property
+    def sep(self) -> str:
+        return self.delimiter or ("\t" if self.format == "tsv" else ",")
+
+    def source_column(self, field: str) -> str:
+        return self.mapping.get(field, field)
+
+
+class InputConf(_Strict):
+    events: SourceConf = SourceConf()
+    items: SourceConf = SourceConf()
+
+    @field_validator("events")
+    @classmethod
+    def _event_fields(cls, v: SourceConf) -> SourceConf:
+        return _check_fields(v, CONTRACT_EVENT_FIELDS)
+
+    @field_validator("items")
+    @classmethod
+    def _item_fields(cls, v: SourceConf) -> SourceConf:
+        return _check_fields(v, CONTRACT_ITEM_FIELDS)
+
+
+def _check_fields(v: SourceConf, allowed: tuple[str, ...]) -> SourceConf:
+    unknown = sorted((set(v.mapping) | set(v.constants)) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown contract field(s) {unknown}; allowed: {list(allowed)}")
+    return v
+
+
+class EtlConf(_Strict):
+    event_types: list[str] = Field(min_length=1)
+    valid_from: str = "1995-01-01T00:00:00Z"
+    max_future_minutes: int = Field(60, ge=0)
+    bot_user_agent_patterns: list[str] = []
+    bot_max_events_per_minute: int = Field(30, ge=1)
+    retry_window_seconds: int = Field(10, ge=0)
+    session_gap_minutes: int = Field(30, ge=1)
+
+
+class SequencesConf(_Strict):
+    max_len: int = Field(50, ge=2)
+    min_events: int = Field(3, ge=3)
+
+
+class TrainConf(_Strict):
+    model: Literal["sasrec"] = "sasrec"
+    dim: int = Field(64, ge=4)
+    layers: int = Field(2, ge=1)
+    heads: int = Field(2, ge=1)
+    dropout: float = Field(0.2, ge=0, lt=1)
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    ranks: int = Field(2, ge=1)
+    seed: int = 42
+    timeout_s: int = Field(120, ge=1)
+
+
+class EvaluateConf(_Strict):
+    ks: list[int] = Field([5, 10, 20], min_length=1)
+
+
+class ScoreConf(_Strict):
+    top_n: int = Field(10, ge=1)
+    batch_size: int = Field(512, ge=1)
+    exclude_history: bool = True
+
+
+class Config(_Strict):
+    lake: LakeConf = LakeConf()
+    spark: SparkConf = SparkConf()
+    mlflow: MlflowConf = MlflowConf()
+    demo: DemoConf
+    input: InputConf = InputConf()
+    etl: EtlConf
+    sequences: SequencesConf = SequencesConf()
+    train: TrainConf = TrainConf()
+    evaluate: EvaluateConf = EvaluateConf()
+    score: ScoreConf = ScoreConf()
+    profile: str = "local"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow.tracking_uri or f"sqlite:///{Path(self.lake.root).resolve()}/mlflow.db"
+
+    @property
+    def demo_input(self) -> bool:
+        """True when no events path is configured: the pipeline generates its own demo drops."""
+        return self.input.events.path is None
+
+
+def default_conf_dir() -> Path:
+    """LAKEREC_CONF_DIR, else ./conf, else the conf/ next to the installed source tree."""
+    for candidate in (os.environ.get("LAKEREC_CONF_DIR"), "conf", Path(__file__).resolve().parents[2] / "conf"):
+        if candidate and (Path(candidate) / "base.yaml").is_file():
+            return Path(candidate)
+    raise ConfigError("no conf directory with base.yaml found: pass --conf-dir or set LAKEREC_CONF_DIR")
+
+
+def load_config(
+    profile: str = "local",
+    overrides: list[str] | tuple[str, ...] = (),
+    config_files: list[str] | tuple[str, ...] = (),
+    conf_dir: str | Path | None = None,
+) -> Config:
+    """Merge base < profile < config files < `key.path=value` overrides, then validate."""
+    conf_dir = Path(conf_dir) if conf_dir else default_conf_dir()
+    profile_file = conf_dir / f"{profile}.yaml"
+    if not profile_file.is_file():
+        known = sorted(p.stem for p in conf_dir.glob("*.yaml") if p.stem != "base")
+        raise ConfigError(f"unknown profile {profile!r}: expected one of {known}")
+    merged = _read_yaml(conf_dir / "base.yaml")
+    for f in [profile_file, *map(Path, config_files)]:
+        merged = _deep_merge(merged, _read_yaml(f))
+    for item in overrides:
+        merged = _deep_merge(merged, _parse_override(item))
+    if os.environ.get("LAKEREC_LAKE_ROOT"):
+        merged["lake"]["root"] = os.environ["LAKEREC_LAKE_ROOT"]
+    if os.environ.get("MLFLOW_TRACKING_URI") and not merged["mlflow"].get("tracking_uri"):
+        merged["mlflow"]["tracking_uri"] = os.environ["MLFLOW_TRACKING_URI"]
+    merged["profile"] = profile
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def _parse_override(item: str) -> dict:
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {item!r} must look like key.path=value")
+    value = yaml.safe_load(raw) if raw.strip() else None
+    for part in reversed(key.strip().split(".")):
+        value = {part: value}
+    return value
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) and v else v
+    return out

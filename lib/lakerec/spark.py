@@ -1,0 +1,43 @@
+"""The only place a SparkSession is built."""
+from __future__ import annotations
+
+import os
+import sys
+
+from pyspark.sql import SparkSession
+
+from lakerec.config import Config
+
+
+def get_spark(cfg: Config) -> SparkSession:
+    """Build (or reuse) the session for this config; quiet logs, UI off locally, UTC everywhere.
+
+    An already active session (spark-submit, Databricks, a notebook) is reused as it is, so a cluster's
+    own settings win over ours.
+    """
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    # Executors must run the same interpreter as the driver (the project's venv), locally at least.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName(cfg.spark.app_name)
+    if cfg.spark.master:
+        builder = builder.master(cfg.spark.master)
+    settings = {
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": str(cfg.spark.shuffle_partitions),
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.ui.enabled": "false",
+        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+        # no _SUCCESS marker files inside Delta table folders
+        "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
+        "spark.sql.warehouse.dir": os.path.join(os.path.abspath(cfg.lake.root), "_spark-warehouse"),
+        **cfg.spark.extra,
+    }
+    for k, v in settings.items():
+        builder = builder.config(k, v)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(os.environ.get("LAKEREC_SPARK_LOG_LEVEL", "ERROR"))
+    return spark

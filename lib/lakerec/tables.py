@@ -1,0 +1,57 @@
+"""Table names and column names: constants, so a rename is one edit and a typo is an import error."""
+
+BRONZE_EVENTS = "bronze.events"
+BRONZE_QUARANTINE = "bronze.quarantine"
+SILVER_EVENTS = "silver.events"
+SILVER_SESSIONS = "silver.sessions"
+SILVER_ITEMS = "silver.items"
+SILVER_ITEM_INDEX = "silver.item_index"
+SILVER_SEQUENCES = "silver.sequences"
+GOLD_TOPN = "gold.topn"
+
+# contract fields (raw input) and bronze/silver event columns
+EVENT_ID = "event_id"
+USER_ID = "user_id"
+ITEM_ID = "item_id"
+EVENT_TYPE = "event_type"
+TS = "ts"
+SESSION_ID = "session_id"
+USER_AGENT = "user_agent"
+VALUE = "value"
+DT = "dt"  # event date (UTC), partition column of silver.events
+
+# lineage columns stamped at ingest
+BATCH_ID = "batch_id"
+SOURCE_FILE = "source_file"
+INGESTED_AT = "ingested_at"
+
+# quarantine
+RAW = "raw"
+REASON = "reason"
+SOURCE = "source"  # "events" | "items"
+
+# items
+TITLE = "title"
+DESCRIPTION = "description"
+CATEGORIES = "categories"
+ITEM_IDX = "item_idx"  # dense integer id used by models, 1..n (0 is padding)
+
+# gold.topn
+RANK = "rank"
+SCORE = "score"
+MODEL_NAME = "model_name"
+MODEL_VERSION = "model_version"
+RUN_ID = "run_id"
+SILVER_VERSION = "silver_version"
+GENERATED_AT = "generated_at"
+
+# silver.sequences (one row per user; fixed-length arrays of item_idx, left-padded with 0)
+N_EVENTS = "n_events"
+HISTORY = "history"  # every item_idx of the user's history, in order (variable length)
+TRAIN_INPUT = "train_input"
+TRAIN_TARGET = "train_target"
+VALID_INPUT = "valid_input"
+VALID_TARGET = "valid_target"
+TEST_INPUT = "test_input"
+TEST_TARGET = "test_target"
+SCORE_INPUT = "score_input"
