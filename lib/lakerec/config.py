@@ -129,12 +129,14 @@ class TrainConf(_Strict):
 
 class EvaluateConf(_Strict):
     ks: list[int] = Field([5, 10, 20], min_length=1)
+    model_version: int | None = None  # None: the version this pipeline run registered, else the latest
 
 
 class ScoreConf(_Strict):
     top_n: int = Field(10, ge=1)
     batch_size: int = Field(512, ge=1)
     exclude_history: bool = True
+    model_version: int | None = None  # None: the version this pipeline run registered, else the latest
 
 
 class Config(_Strict):

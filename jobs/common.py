@@ -1,0 +1,71 @@
+"""What every job entry point shares: the command-line options, config loading and the stage run."""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Callable
+
+import click
+
+from lakerec import tracking
+from lakerec.config import Config, ConfigError, load_config
+from lakerec.context import StageFn, StageResult, run_stage
+from lakerec.spark import get_spark
+
+
+def config_options(f: Callable) -> Callable:
+    """--profile / --config / --set / --conf-dir / --verbose, shared by every command."""
+    f = click.option("--verbose", "-v", is_flag=True, help="Debug logs (Spark logs stay quiet).")(f)
+    f = click.option("--conf-dir", type=click.Path(file_okay=False), default=None,
+                     help="Folder with base.yaml and the profiles (default: ./conf or $LAKEREC_CONF_DIR).")(f)
+    f = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                     help="Override one setting, e.g. --set train.epochs=5 (repeatable).")(f)
+    f = click.option("--config", "config_files", multiple=True, type=click.Path(dir_okay=False),
+                     help="Extra YAML merged over the profile, e.g. conf/sources/movielens.yaml (repeatable).")(f)
+    f = click.option("--profile", default="local", show_default=True, help="conf/<profile>.yaml: local, test, cluster.")(f)
+    return f
+
+
+def build_config(profile: str, config_files, overrides, conf_dir, verbose: bool) -> Config:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("py4j", "urllib3", "alembic", "mlflow", "petastorm", "git"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return load_config(profile, overrides, config_files, conf_dir)
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from None
+
+
+def stage_command(stage: str, fn: StageFn, doc: str) -> click.Command:
+    """A click command that runs one stage by itself (its own Spark session and MLflow run)."""
+
+    @click.command(name=stage, help=doc)
+    @config_options
+    def command(profile, config_files, overrides, conf_dir, verbose):
+        cfg = build_config(profile, config_files, overrides, conf_dir, verbose)
+        result = run_stage(stage, fn, cfg, get_spark(cfg), parent_run_id=tracking.parent_run_id_from_env())
+        print_result(stage, result)
+
+    return command
+
+
+def print_result(stage: str, result: StageResult) -> None:
+    if result.skipped:
+        click.echo(f"[{stage}] skipped: {result.skipped}")
+        return
+    metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in result.metrics.items())
+    click.echo(f"[{stage}] done in {result.seconds:.1f}s  {metrics}")
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.4f}" if isinstance(v, float) and not float(v).is_integer() else f"{int(v)}"
+
+
+def job_main(stage: str, fn: StageFn, doc: str) -> Callable[[list[str] | None], None]:
+    """`main(argv=None)` for a job module: the same under python -m, spark-submit and a scheduler."""
+
+    def main(argv: list[str] | None = None) -> None:
+        stage_command(stage, fn, doc).main(args=argv, prog_name=f"lakerec {stage}", standalone_mode=True)
+
+    return main

@@ -1,0 +1,66 @@
+"""What every stage receives: validated config, the Spark session, the lake and the stage's MLflow run."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import mlflow
+from pyspark.sql import SparkSession
+
+from lakerec import tracking
+from lakerec.config import Config
+from lakerec.lake import Lake
+
+log = logging.getLogger("lakerec")
+
+
+@dataclass
+class StageContext:
+    cfg: Config
+    spark: SparkSession
+    lake: Lake
+    stage: str
+    run_id: str
+    pipeline_run_id: str | None = None
+
+
+@dataclass
+class StageResult:
+    """What a stage reports: numbers for MLflow and the summary, and why it skipped if it did."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    skipped: str | None = None
+    seconds: float = 0.0
+    reads: dict[str, int] = field(default_factory=dict)
+    writes: dict[str, int] = field(default_factory=dict)
+    run_id: str | None = None
+
+
+StageFn = Callable[[StageContext], "StageResult | dict[str, float] | None"]
+
+
+def run_stage(stage: str, fn: StageFn, cfg: Config, spark: SparkSession,
+              parent_run_id: str | None = None, pipeline_run_id: str | None = None) -> StageResult:
+    """Run one stage inside its own MLflow run and record the table versions it read and wrote."""
+    lake = Lake(cfg.lake.root, spark, cfg.lake.engine)
+    start = time.perf_counter()
+    with tracking.stage_run(cfg, stage, parent_run_id, pipeline_run_id) as run:
+        ctx = StageContext(cfg, spark, lake, stage, run.info.run_id, pipeline_run_id)
+        out = fn(ctx)
+        result = out if isinstance(out, StageResult) else StageResult(metrics=dict(out or {}))
+        result.seconds = time.perf_counter() - start
+        result.reads, result.writes, result.run_id = dict(lake.reads), dict(lake.writes), run.info.run_id
+        tracking.log_table_versions(lake.reads, lake.writes)
+        if result.metrics:
+            mlflow.log_metrics({k: float(v) for k, v in result.metrics.items()})
+        mlflow.log_metric("stage_seconds", result.seconds)
+        if result.skipped:
+            mlflow.set_tag("lakerec.skipped", result.skipped)
+    return result
+
+
+def log_params(params: dict[str, Any]) -> None:
+    """Log a flat dict of parameters to the active stage run."""
+    mlflow.log_params({k: str(v) for k, v in params.items()})

@@ -1,0 +1,77 @@
+"""The whole pipeline on tiny demo data, through the real CLI, real Spark, Delta, Horovod ranks and MLflow."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pytest
+from click.testing import CliRunner
+from deltalake import DeltaTable
+from mlflow.tracking import MlflowClient
+from pyspark.sql import functions as F
+
+from jobs.cli import main
+from lakerec import tables as T
+from lakerec.lake import Lake
+from lakerec.pipeline import load_pipeline
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(spark, tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e") / "lake"
+    result = CliRunner().invoke(main, ["run", "--profile", "test", "--set", f"lake.root={root}"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return root, result.output
+
+
+def test_summary_names_tables_metrics_and_where_to_look(pipeline_run):
+    root, out = pipeline_run
+    for stage in load_pipeline().stages:
+        assert f"[{stage.name}]" in out
+    assert T.GOLD_TOPN in out and "test_ndcg_10=" in out and "lakerec ui" in out and str(root) in out
+
+
+def test_every_raw_line_is_accounted_for(pipeline_run, spark):
+    root, _ = pipeline_run
+    lake = Lake(str(root), spark)
+    raw_lines = sum(sum(1 for _ in p.open()) for p in Path(root, "raw", "events").glob("*.jsonl"))
+    quarantined = lake.read(T.BRONZE_QUARANTINE).where(F.col(T.SOURCE) == "events").count()
+    assert raw_lines == lake.read(T.BRONZE_EVENTS).count() + quarantined
+    assert quarantined > 0  # the demo data carries dirt
+
+
+def test_every_user_gets_n_ranked_unseen_items(pipeline_run, spark, cfg):
+    root, _ = pipeline_run
+    lake = Lake(str(root), spark)
+    topn = lake.read(T.GOLD_TOPN)
+    n = cfg.score.top_n
+    users = lake.read(T.SILVER_EVENTS).select(T.USER_ID).distinct()
+    assert topn.select(T.USER_ID).distinct().count() == users.count()
+    per_user = topn.groupBy(T.USER_ID).agg(F.count("*").alias("n"), F.collect_set(T.RANK).alias("ranks")).collect()
+    assert all(r["n"] == n and sorted(r["ranks"]) == list(range(1, n + 1)) for r in per_user)
+    seen = lake.read(T.SILVER_EVENTS).select(T.USER_ID, T.ITEM_ID).distinct()
+    assert topn.join(seen, [T.USER_ID, T.ITEM_ID]).count() == 0
+    row = topn.first()
+    assert row[T.MODEL_VERSION] and row[T.RUN_ID] and row[T.SILVER_VERSION] == lake.version(T.SILVER_EVENTS)
+    assert DeltaTable(lake.uri(T.GOLD_TOPN)).version() == lake.version(T.GOLD_TOPN)  # plain delta-rs reads it
+
+
+def test_mlflow_has_a_parent_run_and_a_child_per_stage_with_lineage(pipeline_run, cfg, spark):
+    root, _ = pipeline_run
+    mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(cfg.mlflow.experiment)
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.info.run_name.startswith("pipeline:")]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id}
+    assert set(children) == {s.name for s in load_pipeline().stages}
+    assert children["score"].data.params[f"wrote.{T.GOLD_TOPN}"] == str(Lake(str(root), spark).version(T.GOLD_TOPN))
+    assert children["silver"].data.params[f"read.{T.BRONZE_EVENTS}"] == "0"
+    assert f"read.{T.SILVER_SEQUENCES}" in children["train"].data.params
+    assert "test_ndcg_10" in children["evaluate"].data.metrics
+    versions = client.search_model_versions(f"name='{cfg.mlflow.registered_model}'")
+    assert len(versions) == 1
