@@ -27,10 +27,10 @@ def config_options(f: Callable) -> Callable:
 
 
 def build_config(profile: str, config_files, overrides, conf_dir, verbose: bool) -> Config:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+    # our own logs at INFO (DEBUG with --verbose); every library's at WARNING, or py4j and horovod flood the output
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("py4j", "urllib3", "alembic", "mlflow", "petastorm", "git"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("lakerec").setLevel(logging.DEBUG if verbose else logging.INFO)
     try:
         return load_config(profile, overrides, config_files, conf_dir)
     except ConfigError as e:

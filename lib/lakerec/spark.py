@@ -29,6 +29,7 @@ def get_spark(cfg: Config) -> SparkSession:
         "spark.sql.shuffle.partitions": str(cfg.spark.shuffle_partitions),
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
         "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
         "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
         # no _SUCCESS marker files inside Delta table folders

@@ -20,6 +20,7 @@ def setup(cfg: Config) -> str:
     With a local store, artifacts go to <lake>/mlartifacts: otherwise they land in ./mlruns of wherever a job
     happens to run (stack.md).
     """
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keeps job logs readable
     uri = cfg.tracking_uri
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

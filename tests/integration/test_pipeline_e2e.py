@@ -75,3 +75,19 @@ def test_mlflow_has_a_parent_run_and_a_child_per_stage_with_lineage(pipeline_run
     assert "test_ndcg_10" in children["evaluate"].data.metrics
     versions = client.search_model_versions(f"name='{cfg.mlflow.registered_model}'")
     assert len(versions) == 1
+
+
+def test_review_notebook_runs_against_the_pipeline_lake(pipeline_run, monkeypatch):
+    """Executes notebooks/review_run.ipynb in a real kernel against the lake the pipeline just made."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    root, _ = pipeline_run
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.setenv("LAKEREC_PROFILE", "test")
+    monkeypatch.setenv("LAKEREC_LAKE_ROOT", str(root))
+    nb = nbformat.read(repo / "notebooks" / "review_run.ipynb", as_version=4)
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")  # stored without outputs
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(repo)}}).execute()
+    printed = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    assert "top-N" in printed

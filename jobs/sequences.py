@@ -1,0 +1,34 @@
+"""silver.events + silver.items -> silver.item_index (item_id -> 1..n) and silver.sequences (one row per user:
+leave-last-out train/valid/test arrays and the scoring input)."""
+from jobs.common import job_main
+from lakerec import tables as T
+from lakerec.context import StageContext, StageResult
+from lakerec.data.sequences import (SequenceInputError, build_item_index, build_sequences, check_inputs,
+                                    layout_for_feed, sequence_metrics)
+
+
+def run(ctx: StageContext) -> StageResult:
+    cfg = ctx.cfg
+    events = ctx.lake.read(T.SILVER_EVENTS)
+    items = ctx.lake.read(T.SILVER_ITEMS)
+    n_events = check_inputs(events, items)
+
+    index = build_item_index(events, items).persist()
+    ctx.lake.write(T.SILVER_ITEM_INDEX, index, mode="overwrite")
+    # at least two row groups per rank: Petastorm shards by row group, a rank must not starve
+    sequences = layout_for_feed(build_sequences(events, index, cfg.sequences), 2 * cfg.train.ranks).persist()
+    ctx.lake.write(T.SILVER_SEQUENCES, sequences, mode="overwrite",
+                   metadata={"max_len": str(cfg.sequences.max_len), "min_events": str(cfg.sequences.min_events)})
+
+    metrics = {**sequence_metrics(sequences), "items": index.count()}
+    sequences.unpersist()
+    index.unpersist()
+    if metrics["interactions"] != n_events:
+        raise SequenceInputError(f"{n_events} events read but {metrics['interactions']} reached a sequence")
+    return StageResult(metrics=metrics)
+
+
+main = job_main("sequences", run, __doc__)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""Events -> dense item index and one row of training/evaluation sequences per user (leave-last-out split).
+
+Everything is Spark SQL on arrays, so it runs distributed; each user's history is ordered by (ts, event_id).
+Per user with history h = [i_1 .. i_n] (n >= min_events) and L = max_len, all arrays left-padded with 0:
+  train_input/train_target  h[:-2] shifted by one (SASRec: every position predicts the next item), last L
+  valid_input, valid_target h[:-2] -> h[-2]
+  test_input,  test_target  h[:-1] -> h[-1]
+Users below min_events keep zero arrays and target 0 (no training, no evaluation) but always get score_input
+(the last L items of the whole history), so they can still be scored.
+"""
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as St
+
+from lakerec import tables as T
+from lakerec.config import SequencesConf
+
+ITEM_INDEX_SCHEMA = St.StructType([
+    St.StructField(T.ITEM_ID, St.StringType(), False),
+    St.StructField(T.ITEM_IDX, St.IntegerType(), False),
+])
+_INT_ARRAY = "array<int>"
+
+
+class SequenceInputError(ValueError):
+    """silver.events / silver.items break the contract this stage relies on (no null keys)."""
+
+
+def check_inputs(events: DataFrame, items: DataFrame) -> int:
+    """Refuse null keys (silver promises none; a null would silently vanish in a join) and return the event count."""
+    row = events.agg(
+        F.count(F.lit(1)).alias("rows"),
+        *[F.sum(F.col(c).isNull().cast("long")).alias(c) for c in (T.USER_ID, T.ITEM_ID, T.TS, T.EVENT_ID)],
+    ).first()
+    bad = {c: row[c] for c in (T.USER_ID, T.ITEM_ID, T.TS, T.EVENT_ID) if row[c]}
+    null_items = items.where(F.col(T.ITEM_ID).isNull()).count()
+    if null_items:
+        bad["items.item_id"] = null_items
+    if bad:
+        raise SequenceInputError(f"null keys in the silver inputs (column: rows): {bad}")
+    return int(row["rows"])
+
+
+def build_item_index(events: DataFrame, items: DataFrame) -> DataFrame:
+    """Every item of the catalog or the events -> item_idx 1..n in item_id order (0 stays the padding index).
+
+    zipWithIndex over a globally sorted frame numbers the items without pulling them into one partition.
+    """
+    ids = (events.select(F.col(T.ITEM_ID).cast("string"))
+           .union(items.select(F.col(T.ITEM_ID).cast("string")))
+           .distinct().orderBy(T.ITEM_ID))
+    numbered = ids.rdd.zipWithIndex().map(lambda pair: (pair[0][0], pair[1] + 1))
+    return events.sparkSession.createDataFrame(numbered, ITEM_INDEX_SCHEMA)
+
+
+def build_sequences(events: DataFrame, item_index: DataFrame, conf: SequencesConf) -> DataFrame:
+    """silver.events + item index -> one row per user (schema in the module docstring)."""
+    max_len = conf.max_len
+    ordered = (events.select(F.col(T.USER_ID), F.col(T.TS), F.col(T.EVENT_ID), F.col(T.ITEM_ID).cast("string"))
+               .join(item_index, T.ITEM_ID)
+               .groupBy(T.USER_ID)
+               .agg(F.sort_array(F.collect_list(F.struct(T.TS, T.EVENT_ID, T.ITEM_IDX))).alias("_events")))
+    history = F.transform("_events", lambda e: e[T.ITEM_IDX])
+    with_history = ordered.select(T.USER_ID, history.alias(T.HISTORY))
+
+    h, n = F.col(T.HISTORY), F.size(T.HISTORY)
+    split = n >= conf.min_events
+    train_part = _head(h, n - 2)  # what training may see: everything before the valid and test items
+    zeros = F.array_repeat(F.lit(0), max_len)
+
+    def when_split(value: Column, empty: Column) -> Column:
+        return F.when(split, value).otherwise(empty)
+
+    return with_history.select(
+        T.USER_ID,
+        n.cast("int").alias(T.N_EVENTS),
+        h.cast(_INT_ARRAY).alias(T.HISTORY),
+        when_split(_pad(_head(train_part, F.size(train_part) - 1), max_len), zeros).cast(_INT_ARRAY).alias(T.TRAIN_INPUT),
+        when_split(_pad(_tail_from(train_part, 2), max_len), zeros).cast(_INT_ARRAY).alias(T.TRAIN_TARGET),
+        when_split(_pad(train_part, max_len), zeros).cast(_INT_ARRAY).alias(T.VALID_INPUT),
+        when_split(F.element_at(h, -2), F.lit(0)).cast("int").alias(T.VALID_TARGET),
+        when_split(_pad(_head(h, n - 1), max_len), zeros).cast(_INT_ARRAY).alias(T.TEST_INPUT),
+        when_split(F.element_at(h, -1), F.lit(0)).cast("int").alias(T.TEST_TARGET),
+        _pad(h, max_len).cast(_INT_ARRAY).alias(T.SCORE_INPUT),
+    )
+
+
+def layout_for_feed(sequences: DataFrame, n_files: int) -> DataFrame:
+    """Range-partition users into n_files files (one row group each when small) in user_id order.
+
+    Petastorm shards by row group, so the table needs at least as many row groups as there are ranks, and
+    a deterministic layout keeps training repeatable.
+    """
+    return sequences.repartitionByRange(n_files, T.USER_ID).sortWithinPartitions(T.USER_ID)
+
+
+def sequence_metrics(sequences: DataFrame) -> dict[str, int]:
+    """users, users_with_split (trainable and evaluable) and interactions (events that reached a sequence)."""
+    row = sequences.agg(
+        F.count(F.lit(1)).alias("users"),
+        F.sum((F.col(T.TEST_TARGET) > 0).cast("long")).alias("users_with_split"),
+        F.sum(T.N_EVENTS).alias("interactions"),
+    ).first()
+    return {k: int(row[k] or 0) for k in ("users", "users_with_split", "interactions")}
+
+
+def _head(arr: Column, length: Column) -> Column:
+    """The first `length` elements (none when length <= 0)."""
+    return F.slice(arr, 1, F.greatest(length, F.lit(0)))
+
+
+def _tail_from(arr: Column, start: int) -> Column:
+    """Elements from 1-based position `start` to the end."""
+    return F.slice(arr, start, F.greatest(F.size(arr) - start + 1, F.lit(0)))
+
+
+def _pad(arr: Column, max_len: int) -> Column:
+    """The last max_len elements, left-padded with 0 to exactly max_len."""
+    last = F.slice(arr, F.greatest(F.size(arr) - max_len + 1, F.lit(1)), max_len)
+    return F.concat(F.array_repeat(F.lit(0), F.lit(max_len) - F.size(last)), last)
+
+
+def item_ids_in_order(item_index: DataFrame) -> list[str]:
+    """item_id by item_idx: element i is the item with item_idx i + 1 (what the model and the registry take)."""
+    rows = item_index.orderBy(T.ITEM_IDX).select(T.ITEM_IDX, T.ITEM_ID).collect()
+    if [r[T.ITEM_IDX] for r in rows] != list(range(1, len(rows) + 1)):
+        raise SequenceInputError("silver.item_index is not a dense numbering 1..n: rebuild it with the sequences stage")
+    return [r[T.ITEM_ID] for r in rows]

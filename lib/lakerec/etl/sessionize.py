@@ -1,0 +1,46 @@
+"""Sessions: a user's events split by inactivity, with ids that do not change between recomputes."""
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from lakerec import tables as T
+
+START_TS = "start_ts"
+END_TS = "end_ts"
+N_EVENTS = "n_events"
+SESSION_COLUMNS = (T.SESSION_ID, T.USER_ID, START_TS, END_TS, N_EVENTS, T.DT)
+
+
+def sessionize(events: DataFrame, gap_minutes: int) -> DataFrame:
+    """Sets session_id: a user's next session starts after more than `gap_minutes` without events. Calendar days
+    do not split sessions (one that crosses midnight stays one). The id hashes the user and the session's start
+    time, so recomputing silver from the same events gives the same ids."""
+    by_time = Window.partitionBy(T.USER_ID).orderBy(T.TS, T.EVENT_ID)
+    micros = F.unix_micros(T.TS)
+    starts = F.coalesce(micros - F.lag(micros).over(by_time) > gap_minutes * 60_000_000, F.lit(True))
+    numbered = events.withColumn("_starts", starts).withColumn(
+        "_session", F.sum(F.col("_starts").cast("int")).over(by_time)
+    )
+    start = F.min(T.TS).over(Window.partitionBy(T.USER_ID, "_session"))
+    return numbered.withColumn(T.SESSION_ID, session_id(F.col(T.USER_ID), start)).drop("_starts", "_session")
+
+
+def session_id(user_id: Column, start_ts: Column) -> Column:
+    """32 hex characters of sha-256 over the user and the session's start (epoch microseconds)."""
+    return F.substring(F.sha2(F.concat_ws("|", user_id, F.unix_micros(start_ts).cast("string")), 256), 1, 32)
+
+
+def sessions(events: DataFrame) -> DataFrame:
+    """silver.sessions from sessionized events: one row per session, dt = the UTC date it started."""
+    return (
+        events.groupBy(T.SESSION_ID, T.USER_ID)
+        .agg(F.min(T.TS).alias(START_TS), F.max(T.TS).alias(END_TS), F.count(F.lit(1)).alias(N_EVENTS))
+        .withColumn(T.DT, utc_date(F.col(START_TS)))
+        .select(*SESSION_COLUMNS)
+    )
+
+
+def utc_date(ts: Column) -> Column:
+    """The UTC calendar date of a timestamp, whatever spark.sql.session.timeZone says."""
+    return F.date_from_unix_date(F.floor(F.unix_micros(ts) / 86_400_000_000).cast("int"))

@@ -1,0 +1,208 @@
+"""Raw inputs: where they are, which files they hold, and how their rows become contract fields.
+
+The I/O edge of the ETL: these functions see paths; everything after `read_source` is DataFrame -> DataFrame.
+A raw row is kept as text (`raw`) next to its parsed record, so a row that fails validation can be quarantined
+exactly as it arrived.
+"""
+from __future__ import annotations
+
+import codecs
+import csv
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as ST
+
+from lakerec import tables as T
+from lakerec.config import Config, ConfigError, SourceConf
+
+# columns of what `read_source` returns, beside T.RAW and T.SOURCE_FILE
+REC = "_rec"              # struct of the source's columns, all strings
+MALFORMED = "_malformed"  # the row could not be parsed (truncated JSON, wrong number of fields, blank line)
+POS = "_pos"              # increases with the position in a file: "the later row" for last-one-wins rules
+_CORRUPT = "_corrupt"
+
+# Spark's decode() only knows a few charsets; line splitting also needs an ASCII-compatible one.
+_SPARK_CHARSETS = {"utf-8": "UTF-8", "iso8859-1": "ISO-8859-1", "ascii": "US-ASCII"}
+
+
+def events_input_path(cfg: Config) -> str:
+    """input.events.path, else the demo drops at <lake.root>/raw/events (what `generate` writes)."""
+    return cfg.input.events.path or _under_root(cfg, "raw/events")
+
+
+def items_input_path(cfg: Config) -> str:
+    """input.items.path, else the demo catalog at <lake.root>/raw/items (what `generate` writes)."""
+    return cfg.input.items.path or _under_root(cfg, "raw/items")
+
+
+def _under_root(cfg: Config, relative: str) -> str:
+    """Joined as text: pathlib would fold the '//' of a URI root such as s3://bucket/lake."""
+    return f"{cfg.lake.root.rstrip('/')}/{relative}"
+
+
+def list_input_files(spark: SparkSession, path: str) -> list[str]:
+    """The data files at `path` (a file, or a folder's files without hidden `.x`/`_x` ones), sorted.
+
+    Listed through Hadoop's FileSystem so object stores work as local folders do; the names come back fully
+    qualified (file:/..., s3a://...), the same spelling `read_source` records in `source_file`.
+    """
+    jvm = spark._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    fs = hpath.getFileSystem(spark._jsc.hadoopConfiguration())
+    if not fs.exists(hpath):
+        raise FileNotFoundError(f"input path not found: {path}")
+    status = fs.getFileStatus(hpath)
+    if status.isFile():
+        return [status.getPath().toString()]
+    return sorted(
+        s.getPath().toString()
+        for s in fs.listStatus(hpath)
+        if s.isFile() and not s.getPath().getName().startswith((".", "_"))
+    )
+
+
+def read_source(spark: SparkSession, files: list[str], conf: SourceConf, wanted: list[str]) -> DataFrame:
+    """Rows of `files` in `conf.format`: columns raw, source_file, _malformed, _pos and _rec (source columns as
+    strings). `wanted` names the source columns a JSON record is asked for (JSON has no header).
+
+    jsonl and csv/tsv are read as text lines (gzip transparently, decoded with `conf.encoding`) and parsed with
+    an all-string schema, so nothing is coerced before validation and the raw line survives. csv/tsv column
+    names come from `conf.columns`, else the header line (every file must start with the same header).
+    """
+    if not files:
+        raise ValueError("read_source needs at least one file")
+    if conf.format == "parquet":
+        return _read_parquet(spark, files)
+    lines = _read_lines(spark, files, conf.encoding)
+    if conf.format == "jsonl":
+        return _parse_json(lines, wanted)
+    header = _first_line(spark, files[0], conf.encoding) if conf.header else None
+    return _parse_delimited(lines, header, conf)
+
+
+def to_contract(df: DataFrame, conf: SourceConf, fields: tuple[str, ...], required: tuple[str, ...]) -> DataFrame:
+    """Add one string column per contract field: a constant, the mapped source column, or null when the source
+    has no such column. A mapped column, or a `required` field's column, missing from a header/file schema is a
+    configuration error (named), not a stream of quarantined rows.
+    """
+    available = set(df.schema[REC].dataType.fieldNames())
+    out = []
+    for field in fields:
+        if field in conf.constants:
+            out.append(F.lit(conf.constants[field]).alias(field))
+            continue
+        column = conf.source_column(field)
+        if column in available:
+            out.append(F.col(REC).getField(column).alias(field))
+        elif field in conf.mapping or field in required:
+            raise ConfigError(
+                f"{field} is read from column {column!r}, which the input does not have "
+                f"(columns: {sorted(available)}): fix the source's mapping/columns"
+            )
+        else:
+            out.append(F.lit(None).cast("string").alias(field))
+    return df.select("*", *out)
+
+
+def wanted_columns(conf: SourceConf, fields: tuple[str, ...]) -> list[str]:
+    """The source columns the contract fields (and category flags) are read from."""
+    names = [conf.source_column(f) for f in fields if f not in conf.constants]
+    return list(dict.fromkeys([*names, *conf.category_flags]))
+
+
+def is_blank(c: Column) -> Column:
+    """Null or only whitespace: what 'missing' means for a raw field."""
+    return c.isNull() | (F.trim(c) == "")
+
+
+def _read_lines(spark: SparkSession, files: list[str], encoding: str) -> DataFrame:
+    """(raw, source_file, _pos) per text line, decoded from `encoding`."""
+    lines = spark.read.text(files)
+    return lines.select(_decoded(encoding), _source_file(), F.monotonically_increasing_id().alias(POS))
+
+
+def _first_line(spark: SparkSession, file: str, encoding: str) -> str:
+    """The header: a file's first line (its first split holds it), without a byte-order mark."""
+    first = spark.read.text(file).select(_decoded(encoding)).first()
+    if first is None:
+        raise ValueError(f"{file} is empty: no header line")
+    return first[0].lstrip("\ufeff")
+
+
+def _decoded(encoding: str) -> Column:
+    charset = _spark_charset(encoding)
+    value = F.col("value")
+    if charset != "UTF-8":
+        # The text source keeps a line's bytes as they are: cast to binary gets them back to decode properly.
+        value = F.decode(value.cast("binary"), charset)
+    return value.alias(T.RAW)
+
+
+def _parse_json(lines: DataFrame, wanted: list[str]) -> DataFrame:
+    """from_json with every wanted key as a string (numbers and lists keep their JSON text)."""
+    schema = ST.StructType([ST.StructField(c, ST.StringType()) for c in wanted + [_CORRUPT]])
+    parsed = F.from_json(T.RAW, schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT})
+    df = lines.withColumn("_parsed", parsed)
+    # a blank line parses to null; a broken one fills the corrupt column; a JSON array is not a record either
+    malformed = F.col("_parsed").isNull() | F.col(f"_parsed.{_CORRUPT}").isNotNull()
+    record = F.struct(*(F.col("_parsed").getField(c).alias(c) for c in wanted))
+    return df.select(T.RAW, T.SOURCE_FILE, malformed.alias(MALFORMED), POS, record.alias(REC))
+
+
+def _parse_delimited(lines: DataFrame, header: str | None, conf: SourceConf) -> DataFrame:
+    """from_csv with an all-string schema; a line with too few or too many fields is malformed."""
+    columns = _delimited_columns(header, conf)
+    schema = ", ".join(f"`{c}` string" for c in [*columns, _CORRUPT])
+    options = {"sep": conf.sep, "mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT}
+    if header is not None:
+        # header lines are not data rows: every file repeats the same one
+        lines = lines.where(F.regexp_replace(T.RAW, "^\ufeff", "") != F.lit(header))
+    df = lines.withColumn("_parsed", F.from_csv(F.col(T.RAW), schema, options))
+    malformed = (F.trim(F.col(T.RAW)) == "") | F.col(f"_parsed.{_CORRUPT}").isNotNull()
+    record = F.struct(*(F.col("_parsed").getField(c).alias(c) for c in columns))
+    return df.select(T.RAW, T.SOURCE_FILE, malformed.alias(MALFORMED), POS, record.alias(REC))
+
+
+def _read_parquet(spark: SparkSession, files: list[str]) -> DataFrame:
+    """Parquet: typed columns become strings (nested ones their JSON text); raw is the row as JSON."""
+    df = spark.read.parquet(*files)
+    as_text = [
+        (F.to_json(F.col(f"`{f.name}`")) if isinstance(f.dataType, (ST.ArrayType, ST.MapType, ST.StructType))
+         else F.col(f"`{f.name}`").cast("string")).alias(f.name)
+        for f in df.schema
+    ]
+    return df.select(
+        F.to_json(F.struct(*(F.col(f"`{c}`") for c in df.columns))).alias(T.RAW),
+        _source_file(),
+        F.lit(False).alias(MALFORMED),
+        F.monotonically_increasing_id().alias(POS),
+        F.struct(*as_text).alias(REC),
+    )
+
+
+def _delimited_columns(header: str | None, conf: SourceConf) -> list[str]:
+    """`columns` when given (they rename a header), else the header's names."""
+    if conf.columns:
+        return list(conf.columns)
+    if header is None:
+        raise ConfigError(f"a {conf.format} source without a header needs `columns` (the names, in order)")
+    return next(csv.reader([header], delimiter=conf.sep)) if len(conf.sep) == 1 else header.split(conf.sep)
+
+
+def _source_file() -> Column:
+    """The file a row came from, spelled as Hadoop lists it: Spark reports it URL-encoded ('%20' for a space);
+    '+' is protected first because url_decode would turn it into a space."""
+    encoded = F.regexp_replace(F.col("_metadata.file_path"), r"\+", "%2B")
+    return F.url_decode(encoded).alias(T.SOURCE_FILE)
+
+
+def _spark_charset(encoding: str) -> str:
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        raise ConfigError(f"unknown encoding {encoding!r}") from None
+    if name not in _SPARK_CHARSETS:
+        raise ConfigError(f"encoding {encoding!r} is not supported for line-based input: use one of "
+                          f"utf-8, latin-1, ascii (or convert the files)")
+    return _SPARK_CHARSETS[name]

@@ -1,0 +1,172 @@
+"""The trained model in the MLflow registry: weights + model config + item index, never a pickled class.
+
+A registered version is an MLflow pyfunc logged "from code" (pyfunc_entry.py): its artifacts are the
+state_dict (`weights.pt`, loaded with weights_only), `config.json` (SASRecConfig) and `item_index.parquet`
+(item_idx -> item_id). Loading rebuilds SASRec from this library's code, so a version stays loadable
+whatever the module path of the class that trained it. Where the pyfunc is served, lakerec must be installed.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import mlflow
+import numpy as np
+import pandas as pd
+import torch
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+from lakerec import tables as T
+from lakerec.tracking import PIPELINE_RUN_TAG
+from lakerec.models.sasrec import PAD, SASRec, SASRecConfig
+
+ARTIFACT_DIR = "sasrec"  # the one directory artifact holding the three files below
+WEIGHTS, CONFIG, ITEM_INDEX = "weights.pt", "config.json", "item_index.parquet"
+ENTRY = Path(__file__).with_name("pyfunc_entry.py")
+PREDICT_COLUMN = "item_ids"  # predict: a column of item-id lists in, a column of top-k item-id lists out
+
+
+class RegistryError(LookupError):
+    """No model version matches what was asked for."""
+
+
+def log_model(model: SASRec, item_ids: Sequence[str], registered_model: str, tags: dict[str, Any] | None = None,
+              top_k: int = 10) -> tuple[str, str, str]:
+    """Log the model to the active run, register it and tag the version; returns (name, version, run_id).
+
+    item_ids[i] is the item with item_idx i + 1. tags (e.g. the input table versions) go on the model version.
+    """
+    run = mlflow.active_run()
+    if run is None:
+        raise RegistryError("log_model needs an active MLflow run (the train stage's)")
+    if len(item_ids) != model.config.n_items:
+        raise ValueError(f"{len(item_ids)} item ids for a model over {model.config.n_items} items")
+    example = pd.DataFrame({PREDICT_COLUMN: [[str(i) for i in item_ids[:3]]]})
+    signature = infer_signature(example, pd.DataFrame({PREDICT_COLUMN: [[str(item_ids[0])]]}),
+                                params={"k": top_k, "exclude_history": True})
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp, ARTIFACT_DIR)
+        folder.mkdir()
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, folder / WEIGHTS)
+        (folder / CONFIG).write_text(json.dumps(model.config.to_dict()))
+        pd.DataFrame({T.ITEM_IDX: np.arange(1, len(item_ids) + 1, dtype=np.int32),
+                      T.ITEM_ID: [str(i) for i in item_ids]}).to_parquet(folder / ITEM_INDEX, index=False)
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=str(ENTRY), artifacts={ARTIFACT_DIR: str(folder)},
+            registered_model_name=registered_model, signature=signature, input_example=example,
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}",
+                              f"pandas=={pd.__version__}", "pyarrow"],
+        )
+    version = str(info.registered_model_version)
+    client = MlflowClient()
+    for key, value in (tags or {}).items():
+        client.set_model_version_tag(registered_model, version, key, str(value))
+    return registered_model, version, run.info.run_id
+
+
+def lineage_tags(reads: dict[str, int], pipeline_run_id: str | None) -> dict[str, str]:
+    """Model-version tags: `read.<table>` = the Delta version trained on, and the pipeline run that trained it."""
+    tags = {f"read.{table}": str(version) for table, version in reads.items()}
+    if pipeline_run_id:
+        tags[PIPELINE_RUN_TAG] = pipeline_run_id
+    return tags
+
+
+def resolve_version(name: str, version: str | int | None = None, pipeline_run_id: str | None = None
+                    ) -> tuple[str, str]:
+    """Which version to use and why: the one given ("given"); else the one registered in this pipeline run
+    ("pipeline_run"); else the latest ("latest", e.g. a pipeline resumed after its train stage)."""
+    client = MlflowClient()
+    if version is not None:
+        return str(client.get_model_version(name, str(version)).version), "given"
+    versions = client.search_model_versions(f"name = '{name}'")
+    if not versions:
+        raise RegistryError(f"registered model {name!r} has no version: run the train stage first")
+    ours = [v for v in versions if pipeline_run_id and v.tags.get(PIPELINE_RUN_TAG) == pipeline_run_id]
+    if ours:
+        return str(max(int(v.version) for v in ours)), "pipeline_run"
+    return str(max(int(v.version) for v in versions)), "latest"
+
+
+def load_model(uri_or_name_version: str | tuple[str, str | int]) -> tuple[SASRec, dict[str, Any]]:
+    """Rebuild the SASRec module (eval mode) from a registered version or a run's model.
+
+    Accepts ("name", version), "models:/name/version", "models:/name@alias" or "runs:/<run_id>/model".
+    meta: item_ids (item_ids[i] has item_idx i + 1), max_len, n_items, model_name, model_version, run_id, uri and
+    the version's tags (the table versions it was trained on, its pipeline run).
+    """
+    uri, meta = _describe(uri_or_name_version)
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    model, item_ids = load_from_directory(local / "artifacts" / ARTIFACT_DIR)
+    meta.update(item_ids=item_ids, max_len=model.config.max_len, n_items=model.config.n_items, uri=uri)
+    return model, meta
+
+
+def load_from_directory(folder: str | Path) -> tuple[SASRec, list[str]]:
+    """The module and item ids from the artifact directory written by log_model."""
+    folder = Path(folder)
+    config = SASRecConfig.from_dict(json.loads((folder / CONFIG).read_text()))
+    model = SASRec(config)
+    model.load_state_dict(torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True))
+    index = pd.read_parquet(folder / ITEM_INDEX).sort_values(T.ITEM_IDX)
+    if not np.array_equal(index[T.ITEM_IDX].to_numpy(), np.arange(1, config.n_items + 1)):
+        raise RegistryError(f"{folder / ITEM_INDEX} does not cover item_idx 1..{config.n_items}")
+    return model.eval(), index[T.ITEM_ID].tolist()
+
+
+def _describe(ref: str | tuple[str, str | int]) -> tuple[str, dict[str, Any]]:
+    client = MlflowClient()
+    if isinstance(ref, tuple):
+        name, version = ref
+        ref = f"models:/{name}/{version}"
+    if ref.startswith("runs:/"):
+        run_id = ref.removeprefix("runs:/").split("/")[0]
+        return ref, {"model_name": None, "model_version": None, "run_id": run_id, "tags": {}}
+    if not ref.startswith("models:/"):
+        raise RegistryError(f"unsupported model reference {ref!r}: use models:/name/version or runs:/id/model")
+    name_part = ref.removeprefix("models:/")
+    if "@" in name_part:
+        name, alias = name_part.split("@", 1)
+        mv = client.get_model_version_by_alias(name, alias)
+    else:
+        name, version = name_part.rsplit("/", 1)
+        mv = client.get_model_version(name, version)
+    return f"models:/{name}/{mv.version}", {"model_name": name, "model_version": str(mv.version), "run_id": mv.run_id,
+                                            "tags": dict(mv.tags)}
+
+
+class SASRecPyfunc(mlflow.pyfunc.PythonModel):
+    """pyfunc predict: a DataFrame column `item_ids` (each row a user's history, oldest first) -> the top-k
+    item ids per row (params: k, exclude_history). Unknown item ids are skipped; a row with no known item gets
+    an empty list rather than arbitrary items."""
+
+    def load_context(self, context) -> None:
+        self.model, item_ids = load_from_directory(context.artifacts[ARTIFACT_DIR])
+        self.item_ids = np.array([None, *item_ids], dtype=object)  # position = item_idx
+        self.idx_of = {item: i + 1 for i, item in enumerate(item_ids)}
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        params = params or {}
+        k = min(int(params.get("k", 10)), self.model.config.n_items)
+        exclude = bool(params.get("exclude_history", True))
+        histories = [[self.idx_of[i] for i in map(str, row) if i in self.idx_of]
+                     for row in model_input[PREDICT_COLUMN]]
+        inputs = torch.as_tensor(np.stack([_left_pad(h, self.model.config.max_len) for h in histories]))
+        with torch.inference_mode():
+            scores = self.model.user_vectors(inputs) @ self.model.item_vectors().T
+            scores[:, PAD] = float("-inf")
+            if exclude:
+                for row, history in enumerate(histories):
+                    scores[row, history] = float("-inf")
+            top = torch.topk(scores, k, dim=1).indices.numpy()
+        out = [[self.item_ids[j] for j in row if np.isfinite(s[j])] if h else []
+               for row, s, h in zip(top, scores.numpy(), histories)]
+        return pd.DataFrame({PREDICT_COLUMN: out})
+
+
+def _left_pad(history: Sequence[int], max_len: int) -> np.ndarray:
+    tail = list(history)[-max_len:]
+    return np.array([PAD] * (max_len - len(tail)) + tail, dtype=np.int64)

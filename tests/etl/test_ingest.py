@@ -1,0 +1,157 @@
+"""Ingest: every raw row lands in bronze or quarantine with a reason; reruns add nothing; formats and mapping."""
+import gzip
+import json
+
+import pytest
+from pyspark.sql import functions as F
+
+import jobs.ingest
+from lakerec import tables as T
+from lakerec.config import ConfigError
+from lakerec.etl.ingest import BRONZE_EVENT_COLUMNS, QUARANTINE_COLUMNS, REASONS
+from lakerec.lake import Lake
+from tests.etl.conftest import etl_cfg, run_job
+
+
+def test_demo_lines_are_all_accounted_for_with_every_reason(demo_lake):
+    made, got = demo_lake.results["generate"].metrics, demo_lake.results["ingest"].metrics
+    assert got["rows_read"] == made["lines"]
+    assert got["rows_read"] == got["rows_bronze"] + got["rows_quarantined"]
+    for reason in REASONS:
+        assert got[f"quarantined.{reason}"] == made[f"dirt.{reason}"] >= 1, reason
+    kept_dirt = ("duplicate", "retry", "bot", "too_old", "future")  # valid rows: silver drops them
+    assert got["rows_bronze"] == made["clean_events"] + sum(made[f"dirt.{k}"] for k in kept_dirt)
+    q = demo_lake.lake.read(T.BRONZE_QUARANTINE).where(F.col(T.SOURCE) == "events")
+    by_reason = {r[T.REASON]: r["count"] for r in q.groupBy(T.REASON).count().collect()}
+    assert by_reason == {reason: made[f"dirt.{reason}"] for reason in REASONS}
+    truncated = [r[T.RAW] for r in q.where(F.col(T.REASON) == "malformed").collect()]
+    assert all(raw.startswith('{"event_id"') and not raw.endswith("}") for raw in truncated)
+
+
+def test_bronze_schema(demo_lake):
+    bronze = demo_lake.lake.read(T.BRONZE_EVENTS)
+    assert tuple(bronze.columns) == BRONZE_EVENT_COLUMNS
+    types = dict(bronze.dtypes)
+    assert (types[T.TS], types[T.VALUE], types[T.INGESTED_AT]) == ("timestamp", "double", "timestamp")
+    assert tuple(demo_lake.lake.read(T.BRONZE_QUARANTINE).columns) == QUARANTINE_COLUMNS
+    assert bronze.where(F.col(T.SOURCE_FILE).endswith(".jsonl")).count() == bronze.count()
+
+
+def test_rerun_adds_nothing(demo_lake, spark):
+    before = {t: demo_lake.lake.version(t) for t in (T.BRONZE_EVENTS, T.BRONZE_QUARANTINE)}
+    result = run_job(jobs.ingest, demo_lake.cfg, spark)
+    assert result.skipped and "already ingested" in result.skipped
+    assert result.metrics["rows_read"] == 0 and result.metrics["files_new"] == 0
+    assert {t: demo_lake.lake.version(t) for t in before} == before
+
+
+def _jsonl(path, records):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+
+
+def _event(i, **kw):
+    return {"event_id": f"e{i}", "user_id": "u1", "item_id": f"i{i}", "event_type": "view",
+            "ts": 1762000000 + 60 * i, **kw}
+
+
+def test_only_new_files_are_ingested(tmp_path, spark):
+    raw = tmp_path / "drops"
+    _jsonl(raw / "day1.jsonl", [_event(1), _event(2), '{"broken'])
+    cfg = etl_cfg(tmp_path / "lake", f"input.events.path={raw}")
+    first = run_job(jobs.ingest, cfg, spark)
+    assert (first.metrics["rows_bronze"], first.metrics["rows_quarantined"]) == (2, 1)
+    _jsonl(raw / "day2.jsonl", [_event(3)])
+    second = run_job(jobs.ingest, cfg, spark)
+    assert (second.metrics["files_new"], second.metrics["files_skipped"], second.metrics["rows_read"]) == (1, 1, 1)
+    lake = Lake(cfg.lake.root, spark)
+    assert sorted(r[0] for r in lake.read(T.BRONZE_EVENTS).select(T.EVENT_ID).collect()) == ["e1", "e2", "e3"]
+
+
+def test_a_crash_between_the_two_commits_is_completed_by_the_rerun(tmp_path, spark, monkeypatch):
+    raw = tmp_path / "drops"
+    _jsonl(raw / "day1.jsonl", [_event(1), _event(2, ts="never"), _event(3)])
+    cfg = etl_cfg(tmp_path / "lake", f"input.events.path={raw}")
+    crashing = Lake(cfg.lake.root, spark)
+    real_write = crashing.write
+
+    def write(table, df, **kw):
+        if table == T.BRONZE_EVENTS:
+            raise RuntimeError("driver lost")  # after the quarantine commit, before the events commit
+        return real_write(table, df, **kw)
+
+    monkeypatch.setattr(crashing, "write", write)
+    with pytest.raises(RuntimeError, match="driver lost"):
+        run_job(jobs.ingest, cfg, spark, crashing)
+    lake = Lake(cfg.lake.root, spark)
+    assert lake.read(T.BRONZE_QUARANTINE).count() == 1 and not lake.exists(T.BRONZE_EVENTS)
+    rerun = run_job(jobs.ingest, cfg, spark)
+    assert (rerun.metrics["rows_bronze"], rerun.metrics["rows_quarantined"]) == (2, 1)
+    assert lake.read(T.BRONZE_QUARANTINE).count() == 1  # not written twice
+    assert lake.read(T.BRONZE_EVENTS).count() == 2
+
+
+def test_csv_gzip_with_mapping_and_constants(tmp_path, spark):
+    path = tmp_path / "drops" / "clicks.csv.gz"
+    path.parent.mkdir()
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.write("uid;product;when;amount\n"
+                "u1;p1;2026-11-01T10:00:00+01:00;2.5\n"
+                'u2;"p;2";1762000000000;\n'        # a quoted delimiter; epoch milliseconds
+                "u3;p3;soon;1\n"                     # bad_timestamp
+                ";p4;1762000000;1\n"                 # missing_user_id
+                "u5;p5;1762000000;x\n"               # bad_value
+                "u6;p6;1762000000\n")                # a field short: malformed
+    cfg = etl_cfg(tmp_path / "lake", f"input.events.path={path}", "input.events.format=csv",
+                  "input.events.delimiter=';'", "input.events.mapping={user_id: uid, item_id: product, ts: when, "
+                  "value: amount}", "input.events.constants={event_type: click}")
+    result = run_job(jobs.ingest, cfg, spark)
+    m = result.metrics
+    assert (m["rows_read"], m["rows_bronze"], m["rows_quarantined"]) == (6, 2, 4)
+    assert (m["quarantined.bad_timestamp"], m["quarantined.missing_user_id"], m["quarantined.bad_value"],
+            m["quarantined.malformed"]) == (1, 1, 1, 1)
+    rows = Lake(cfg.lake.root, spark).read(T.BRONZE_EVENTS).orderBy(T.USER_ID).collect()
+    assert [(r.user_id, r.item_id, r.event_type, r.value) for r in rows] == [("u1", "p1", "click", 2.5),
+                                                                            ("u2", "p;2", "click", None)]
+    assert rows[0].ts.isoformat() == "2026-11-01T09:00:00" and rows[1].event_id is None
+    quarantined = Lake(cfg.lake.root, spark).read(T.BRONZE_QUARANTINE)
+    assert quarantined.where(F.col(T.REASON) == "malformed").first().raw == "u6;p6;1762000000"  # the line as read
+
+
+def test_tsv_without_header_names_columns_in_config(tmp_path, spark):
+    path = tmp_path / "ratings.tsv"
+    path.write_text("1\t10\t4\t881250949\n2\t20\t5\t891717742\n")
+    cfg = etl_cfg(tmp_path / "lake", f"input.events.path={path}", "input.events.format=tsv",
+                  "input.events.header=false", "input.events.columns=[user_id, item_id, rating, timestamp]",
+                  "input.events.mapping={ts: timestamp, value: rating}", "input.events.constants={event_type: rating}")
+    assert run_job(jobs.ingest, cfg, spark).metrics["rows_bronze"] == 2
+    row = Lake(cfg.lake.root, spark).read(T.BRONZE_EVENTS).orderBy(T.USER_ID).first()
+    assert (row.user_id, row.item_id, row.event_type, row.value) == ("1", "10", "rating", 4.0)
+
+
+def test_parquet_input_with_typed_columns(tmp_path, spark):
+    folder = tmp_path / "drops"
+    spark.createDataFrame([(1, 7, "purchase", 1762000000, 9.5), (2, None, "view", 1762000060, None)],
+                          "user long, item int, type string, epoch long, price double") \
+        .coalesce(1).write.parquet(str(folder))
+    cfg = etl_cfg(tmp_path / "lake", f"input.events.path={folder}", "input.events.format=parquet",
+                  "input.events.mapping={user_id: user, item_id: item, event_type: type, ts: epoch, value: price}")
+    m = run_job(jobs.ingest, cfg, spark).metrics
+    assert (m["rows_bronze"], m["quarantined.missing_item_id"]) == (1, 1)
+    q = Lake(cfg.lake.root, spark).read(T.BRONZE_QUARANTINE).first()
+    assert json.loads(q.raw) == {"user": 2, "type": "view", "epoch": 1762000060}  # the row as it was, as JSON
+
+
+def test_a_mapping_to_a_column_the_input_lacks_is_a_config_error(tmp_path, spark):
+    path = tmp_path / "e.csv"
+    path.write_text("uid,item_id,event_type,ts\nu1,i1,view,1762000000\n")
+    cfg = etl_cfg(tmp_path / "lake", f"input.events.path={path}", "input.events.format=csv",
+                  "input.events.mapping={user_id: user}")
+    with pytest.raises(ConfigError, match="user_id is read from column 'user'"):
+        run_job(jobs.ingest, cfg, spark)
+
+
+def test_missing_input_path_is_named(tmp_path, spark):
+    cfg = etl_cfg(tmp_path / "lake", f"input.events.path={tmp_path / 'nowhere'}")
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        run_job(jobs.ingest, cfg, spark)

@@ -1,0 +1,101 @@
+"""Registry round trip on a real local MLflow store (sqlite + artifacts in tmp): log, register, load, predict."""
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from lakerec import tracking
+from lakerec.models.registry import RegistryError, lineage_tags, load_model, log_model, resolve_version
+from lakerec.models.sasrec import SASRec, SASRecConfig
+from tests.data.helpers import own_mlflow_store
+
+ITEMS = [f"item-{i}" for i in range(1, 13)]  # item_idx i + 1
+
+
+@pytest.fixture
+def store(make_cfg):
+    with own_mlflow_store():  # each test its own store, none left behind for later tests
+        cfg = make_cfg()
+        tracking.setup(cfg)
+        yield cfg
+
+
+def trained_model() -> SASRec:
+    torch.manual_seed(3)
+    model = SASRec(SASRecConfig(n_items=len(ITEMS), max_len=5, dim=8, layers=1, heads=2, dropout=0.0))
+    inputs = torch.tensor([[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]])
+    opt = torch.optim.AdamW(model.parameters(), lr=0.05)
+    for _ in range(40):  # successor of i is i + 1
+        opt.zero_grad()
+        model.loss(inputs, inputs + 1).backward()
+        opt.step()
+    return model.eval()
+
+
+def test_log_register_load_and_score_the_same(store):
+    model = trained_model()
+    inputs = torch.tensor([[0, 0, 1, 2, 3], [4, 5, 6, 7, 8]])
+    with torch.no_grad():
+        before = model.user_vectors(inputs) @ model.item_vectors().T
+    with mlflow.start_run() as run:
+        name, version, run_id = log_model(model, ITEMS, store.mlflow.registered_model,
+                                          tags=lineage_tags({"silver.sequences": 4}, "pipe-1"))
+    assert (name, run_id) == (store.mlflow.registered_model, run.info.run_id)
+
+    for ref in [(name, version), f"models:/{name}/{version}"]:
+        loaded, meta = load_model(ref)
+        assert not loaded.training
+        with torch.no_grad():
+            after = loaded.user_vectors(inputs) @ loaded.item_vectors().T
+        assert torch.equal(before, after)
+        assert meta["item_ids"] == ITEMS and meta["max_len"] == 5
+        assert (meta["model_name"], meta["model_version"], meta["run_id"]) == (name, version, run_id)
+        assert meta["tags"]["read.silver.sequences"] == "4"
+
+    versions = MlflowClient().search_model_versions(f"name = '{name}'")
+    assert versions[0].tags[tracking.PIPELINE_RUN_TAG] == "pipe-1"
+
+
+def test_pyfunc_predict_returns_top_k_item_ids(store):
+    model = trained_model()
+    with mlflow.start_run():
+        name, version, _ = log_model(model, ITEMS, store.mlflow.registered_model)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    history = ["item-1", "item-2", "item-3"]
+    out = pyfunc.predict(pd.DataFrame({"item_ids": [history, ["unknown-item"]]}), params={"k": 3})
+    top = list(out["item_ids"][0])
+    assert len(top) == 3 and top[0] == "item-4"  # learned successor, history excluded
+    assert not set(top) & set(history)
+    assert list(out["item_ids"][1]) == []  # nothing known about this user: no made-up list
+    # the same answer as the library path
+    loaded, _ = load_model((name, version))
+    with torch.no_grad():
+        scores = loaded.user_vectors(torch.tensor([[0, 0, 1, 2, 3]])) @ loaded.item_vectors().T
+    scores[0, [0, 1, 2, 3]] = float("-inf")
+    assert top == [ITEMS[i - 1] for i in torch.topk(scores[0], 3).indices.tolist()]
+    keep_history = pyfunc.predict(pd.DataFrame({"item_ids": [history]}), params={"k": 12, "exclude_history": False})
+    assert len(keep_history["item_ids"][0]) == 12
+
+
+def test_resolve_version_prefers_this_pipeline_run_then_latest(store):
+    name = store.mlflow.registered_model
+    with pytest.raises(RegistryError, match="no version"):
+        resolve_version(name)
+    model = trained_model()
+    with mlflow.start_run():
+        log_model(model, ITEMS, name, tags=lineage_tags({}, "pipe-a"))
+    with mlflow.start_run():
+        log_model(model, ITEMS, name, tags=lineage_tags({}, "pipe-b"))
+    assert resolve_version(name, pipeline_run_id="pipe-a") == ("1", "pipeline_run")
+    assert resolve_version(name, pipeline_run_id="pipe-resumed") == ("2", "latest")
+    assert resolve_version(name, version=1) == ("1", "given")
+
+
+def test_log_model_refuses_a_mismatched_item_list(store):
+    with mlflow.start_run(), pytest.raises(ValueError, match="item ids"):
+        log_model(trained_model(), ITEMS[:-1], store.mlflow.registered_model)
+    with pytest.raises(RegistryError, match="active MLflow run"):
+        log_model(trained_model(), ITEMS, store.mlflow.registered_model)
+    assert np.isfinite(trained_model().item_vectors().detach().numpy()).all()
