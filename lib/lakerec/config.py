@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import os
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
@@ -15,6 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 CONTRACT_EVENT_FIELDS = ("event_id", "user_id", "item_id", "event_type", "ts", "session_id", "user_agent", "value")
 CONTRACT_ITEM_FIELDS = ("item_id", "title", "description", "categories")
+
+
+# The store a scheduler or user gave this process, read once: mlflow.set_tracking_uri() later exports the
+# variable itself, and a second config in the same process (tests, notebooks) must not inherit that store.
+_ENV_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
 
 
 class ConfigError(ValueError):
@@ -48,7 +54,7 @@ class DemoConf(_Strict):
     items: int = Field(400, ge=2)
     categories: list[str] = Field(min_length=1)
     days: int = Field(5, ge=1)
-    start: str = "2026-11-01"
+    start: date = date(2026, 11, 1)  # YAML and --set give a date or an ISO string; both validate
     sessions_per_user: int = Field(3, ge=1)
     events_per_session: int = Field(6, ge=1)
     seed: int = 7
@@ -189,8 +195,8 @@ def load_config(
         merged = _deep_merge(merged, _parse_override(item))
     if os.environ.get("LAKEREC_LAKE_ROOT"):
         merged["lake"]["root"] = os.environ["LAKEREC_LAKE_ROOT"]
-    if os.environ.get("MLFLOW_TRACKING_URI") and not merged["mlflow"].get("tracking_uri"):
-        merged["mlflow"]["tracking_uri"] = os.environ["MLFLOW_TRACKING_URI"]
+    if _ENV_TRACKING_URI and not merged["mlflow"].get("tracking_uri"):
+        merged["mlflow"]["tracking_uri"] = _ENV_TRACKING_URI
     merged["profile"] = profile
     try:
         return Config.model_validate(merged)

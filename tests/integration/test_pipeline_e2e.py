@@ -86,6 +86,7 @@ def test_review_notebook_runs_against_the_pipeline_lake(pipeline_run, monkeypatc
     repo = Path(__file__).resolve().parents[2]
     monkeypatch.setenv("LAKEREC_PROFILE", "test")
     monkeypatch.setenv("LAKEREC_LAKE_ROOT", str(root))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # exported by mlflow in this process: not the kernel's
     nb = nbformat.read(repo / "notebooks" / "review_run.ipynb", as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")  # stored without outputs
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(repo)}}).execute()

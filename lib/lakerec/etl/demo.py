@@ -144,7 +144,7 @@ def simulate(demo: DemoConf, catalog: list[DemoItem], rng: random.Random) -> tup
         rng.shuffle(chain)
     by_popularity = rng.sample(catalog, len(catalog))
     weights = [1.0 / (rank + 1) for rank in range(len(catalog))]
-    start = int(datetime.combine(date.fromisoformat(demo.start), datetime.min.time(), timezone.utc).timestamp())
+    start = int(datetime.combine(demo.start, datetime.min.time(), timezone.utc).timestamp())
     slot = demo.days * 86400 // demo.sessions_per_user
     longest = demo.events_per_session * 3 // 2 * EVENT_GAP_S[1]
     events: list[dict] = []
@@ -224,7 +224,7 @@ def _event_lines(events: list[dict], catalog: list[DemoItem], demo: DemoConf,
             elif kind == "bad_value":
                 bad["value"] = rng.choice(["12,5 EUR", "abc", "NaN"])
             lines.append((e["ts"], 1, _line(bad, rng, raw_ts=_dirty_ts(kind, rng))))
-    bot_start = int(datetime.combine(date.fromisoformat(demo.start), datetime.min.time(),
+    bot_start = int(datetime.combine(demo.start, datetime.min.time(),
                                      timezone.utc).timestamp()) + 3 * 3600
     for k in range(BOT_EVENTS):
         bot = fresh({"user_id": BOT_USER, "item_id": rng.choice(catalog).item_id, "event_type": "view",
