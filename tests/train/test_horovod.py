@@ -35,33 +35,24 @@ def model_config(cfg) -> SASRecConfig:
     return SASRecConfig(n_items=N_ITEMS, max_len=cfg.sequences.max_len, dim=16, layers=1, heads=1, dropout=0.1)
 
 
-def test_two_ranks_stay_identical_share_the_data_and_learn(spark, lake_setup):
+def test_two_ranks_on_uneven_shards_stay_identical_share_the_data_and_learn(spark, lake_setup):
     cfg, lake = lake_setup
-    urls = petastorm_urls(lake.files(T.SILVER_SEQUENCES))
-    result = train_distributed(spark, urls, model_config(cfg), cfg.train.model_copy(update={"epochs": 6}))
+    # three row groups over two ranks: rank 0 reads two of them, rank 1 one; the shorter rank must wrap
+    # around its shard rather than leave rank 0 waiting at an allreduce (timeout_s: a stall fails, not hangs)
+    lake.write("silver.sequences_uneven", layout_for_feed(lake.read(T.SILVER_SEQUENCES), 3), mode="overwrite")
+    urls = petastorm_urls(lake.files("silver.sequences_uneven"))
+    conf = cfg.train.model_copy(update={"epochs": 6, "timeout_s": 30})
+    result = train_distributed(spark, urls, model_config(cfg), conf)
 
     assert [r["rank"] for r in result.ranks] == [0, 1]
     assert len({r["checksum"] for r in result.ranks}) == 1  # bit-identical weights on every rank
-    assert all(r["rows"] > 0 for r in result.ranks)  # both ranks got data ...
-    assert sum(r["rows"] for r in result.ranks) == N_USERS  # ... and together all of it, once
-    assert len({r["steps_per_epoch"] for r in result.ranks}) == 1
+    rows = [r["rows"] for r in result.ranks]
+    assert rows[0] > rows[1] > 0  # both ranks got data, unevenly ...
+    assert sum(rows) == N_USERS  # ... and together all of it, once
+    assert result.ranks[0]["steps_per_epoch"] == result.ranks[1]["steps_per_epoch"] == -(-rows[0] // 8)
     assert len(result.history) == 6 and result.history[-1] < result.history[0] * 0.8
     model = SASRec(model_config(cfg))
     model.load_state_dict(result.state_dict)  # rank 0's weights rebuild the module
-
-
-def test_uneven_shards_wrap_around_instead_of_hanging(spark, lake_setup):
-    cfg, lake = lake_setup
-    # three row groups over two ranks: rank 0 reads two of them, rank 1 one
-    lake.write("silver.sequences_uneven", layout_for_feed(lake.read(T.SILVER_SEQUENCES), 3), mode="overwrite")
-    urls = petastorm_urls(lake.files("silver.sequences_uneven"))
-    conf = cfg.train.model_copy(update={"epochs": 2, "timeout_s": 30})  # a stalled rank would fail, not hang
-    result = train_distributed(spark, urls, model_config(cfg), conf)
-
-    rows = [r["rows"] for r in result.ranks]
-    assert rows[0] > rows[1] > 0 and sum(rows) == N_USERS
-    assert result.ranks[0]["steps_per_epoch"] == result.ranks[1]["steps_per_epoch"] == -(-rows[0] // 8)
-    assert len({r["checksum"] for r in result.ranks}) == 1
 
 
 def test_one_rank_takes_the_same_path_and_repeats_exactly(spark, lake_setup):
