@@ -44,7 +44,8 @@ def stage_command(stage: str, fn: StageFn, doc: str) -> click.Command:
     @config_options
     def command(profile, config_files, overrides, conf_dir, verbose):
         cfg = build_config(profile, config_files, overrides, conf_dir, verbose)
-        result = run_stage(stage, fn, cfg, get_spark(cfg), parent_run_id=tracking.parent_run_id_from_env())
+        parent = tracking.parent_run_id_from_env()
+        result = run_stage(stage, fn, cfg, get_spark(cfg), parent_run_id=parent, pipeline_run_id=parent)
         print_result(stage, result)
 
     return command

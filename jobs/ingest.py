@@ -7,7 +7,7 @@ from lakerec import tables as T
 from lakerec.config import CONTRACT_EVENT_FIELDS
 from lakerec.context import StageContext, StageResult
 from lakerec.etl.ingest import (
-    REASONS, SOURCE_EVENTS, bronze_events, commit_metadata, ingested_files, quarantine_rows, reason_counts,
+    REASONS, SOURCE_EVENTS, bronze_events, commit_metadata, ingested_files, quarantine_rows, account,
     validate_events,
 )
 from lakerec.etl.sources import events_input_path, list_input_files, read_source, wanted_columns
@@ -28,12 +28,8 @@ def run(ctx: StageContext) -> StageResult:
     validated = validate_events(raw, source, cfg.etl.event_types).persist()
     try:
         rows_read = raw.count()
-        counts = reason_counts(validated)
-        rows_bronze = counts.pop(None, 0)
+        rows_bronze, counts = account(rows_read, validated, "ingest")
         rows_quarantined = sum(counts.values())
-        if rows_read != rows_bronze + rows_quarantined:
-            raise RuntimeError(f"ingest lost rows: read {rows_read} != bronze {rows_bronze} "
-                               f"+ quarantine {rows_quarantined}")
         batch_id, ingested_at = ctx.run_id, datetime.now(timezone.utc)
         # quarantine first, each table skipping files it already has: a rerun completes a crashed batch
         q_new = [f for f in new if f not in ingested_files(lake, T.BRONZE_QUARANTINE, SOURCE_EVENTS)]

@@ -6,7 +6,7 @@ from jobs.common import job_main
 from lakerec import tables as T
 from lakerec.config import CONTRACT_ITEM_FIELDS
 from lakerec.context import StageContext, StageResult
-from lakerec.etl.ingest import SOURCE_ITEMS, commit_metadata, quarantine_rows, reason_counts
+from lakerec.etl.ingest import SOURCE_ITEMS, commit_metadata, quarantine_rows, account
 from lakerec.etl.items import ITEM_REASONS, latest_items, validate_items
 from lakerec.etl.sources import items_input_path, list_input_files, read_source, wanted_columns
 
@@ -22,12 +22,8 @@ def run(ctx: StageContext) -> StageResult:
     items = latest_items(validated).persist()
     try:
         rows_read, rows_items = raw.count(), items.count()
-        counts = reason_counts(validated)
-        rows_valid = counts.pop(None, 0)
+        rows_valid, counts = account(rows_read, validated, "items")
         rows_quarantined = sum(counts.values())
-        if rows_read != rows_valid + rows_quarantined:
-            raise RuntimeError(f"items lost rows: read {rows_read} != valid {rows_valid} "
-                               f"+ quarantine {rows_quarantined}")
         batch_id, ingested_at = ctx.run_id, datetime.now(timezone.utc)
         meta = commit_metadata(SOURCE_ITEMS, batch_id, files)
         # the catalog is a snapshot: its quarantine rows are replaced, like silver.items

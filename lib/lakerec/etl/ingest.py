@@ -106,9 +106,13 @@ def quarantine_rows(validated: DataFrame, source: str, batch_id: str, ingested_a
     return rows.select(*QUARANTINE_COLUMNS)
 
 
-def reason_counts(validated: DataFrame) -> dict[str | None, int]:
-    """reason -> rows (None: the valid rows), in one pass."""
-    return {r[T.REASON]: r["count"] for r in validated.groupBy(T.REASON).count().collect()}
+def account(rows_read: int, validated: DataFrame, what: str) -> tuple[int, dict[str, int]]:
+    """(valid rows, quarantined rows by reason) in one pass; raises unless they add up to the rows read."""
+    counts = {r[T.REASON]: r["count"] for r in validated.groupBy(T.REASON).count().collect()}
+    valid = counts.pop(None, 0)
+    if rows_read != valid + sum(counts.values()):
+        raise RuntimeError(f"{what} lost rows: read {rows_read} != valid {valid} + quarantined {sum(counts.values())}")
+    return valid, counts
 
 
 def ingested_files(lake: Lake, table: str, source: str | None = None) -> set[str]:
