@@ -35,7 +35,7 @@ class LakerecCLI(click.Group):
         except KeyError:
             return None
         job = _job(stage.job)
-        return stage_command(stage.name, job.run, (job.__doc__ or stage.doc).strip())
+        return stage_command(stage.name, job.run, (job.__doc__ or stage.doc).strip(), getattr(job, "OPTIONS", ()))
 
 
 @click.group(cls=LakerecCLI)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import click
 
@@ -37,18 +38,49 @@ def build_config(profile: str, config_files, overrides, conf_dir, verbose: bool)
         raise click.UsageError(str(e)) from None
 
 
-def stage_command(stage: str, fn: StageFn, doc: str) -> click.Command:
+@dataclass(frozen=True)
+class JobOption:
+    """A job's own command-line option, a shorthand for one config key (`--resume` = `--set train.resume=true`).
+
+    Options become config overrides, so a scheduler can pass the same thing with `--set` and the value is
+    validated with the rest of the config; a job declares them as `OPTIONS = [JobOption(...)]`.
+    """
+
+    flag: str          # e.g. "--rebuild"
+    key: str           # e.g. "silver.rebuild"
+    help: str
+    is_flag: bool = False
+    metavar: str | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+    def decorate(self, f: Callable) -> Callable:
+        if self.is_flag:
+            return click.option(self.flag, self.dest, is_flag=True, default=False, help=self.help)(f)
+        return click.option(self.flag, self.dest, default=None, metavar=self.metavar, help=self.help)(f)
+
+    def override(self, value) -> str | None:
+        if self.is_flag:
+            return f"{self.key}=true" if value else None
+        return None if value is None else f"{self.key}={value}"
+
+
+def stage_command(stage: str, fn: StageFn, doc: str, options: Sequence[JobOption] = ()) -> click.Command:
     """A click command that runs one stage by itself (its own Spark session and MLflow run)."""
 
-    @click.command(name=stage, help=doc)
-    @config_options
-    def command(profile, config_files, overrides, conf_dir, verbose):
+    def command(profile, config_files, overrides, conf_dir, verbose, **job_options):
+        extra = [o.override(job_options[o.dest]) for o in options]
+        overrides = (*overrides, *(e for e in extra if e is not None))
         cfg = build_config(profile, config_files, overrides, conf_dir, verbose)
         parent = tracking.parent_run_id_from_env()
         result = run_stage(stage, fn, cfg, get_spark(cfg), parent_run_id=parent, pipeline_run_id=parent)
         print_result(stage, result)
 
-    return command
+    for option in options:
+        command = option.decorate(command)
+    return click.command(name=stage, help=doc)(config_options(command))
 
 
 def print_result(stage: str, result: StageResult) -> None:
@@ -63,10 +95,11 @@ def _fmt(v: float) -> str:
     return f"{v:.4f}" if isinstance(v, float) and not float(v).is_integer() else f"{int(v)}"
 
 
-def job_main(stage: str, fn: StageFn, doc: str) -> Callable[[list[str] | None], None]:
+def job_main(stage: str, fn: StageFn, doc: str,
+             options: Sequence[JobOption] = ()) -> Callable[[list[str] | None], None]:
     """`main(argv=None)` for a job module: the same under python -m, spark-submit and a scheduler."""
 
     def main(argv: list[str] | None = None) -> None:
-        stage_command(stage, fn, doc).main(args=argv, prog_name=f"lakerec {stage}", standalone_mode=True)
+        stage_command(stage, fn, doc, options).main(args=argv, prog_name=f"lakerec {stage}", standalone_mode=True)
 
     return main
