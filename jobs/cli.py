@@ -4,14 +4,12 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-import time
+from pathlib import Path
 
 import click
-import mlflow
 
-from jobs.common import build_config, config_options, print_result, stage_command
-from lakerec import tracking
-from lakerec.context import StageResult, run_stage
+from jobs.common import build_config, config_options, stage_command
+from lakerec import runner, tracking
 from lakerec.pipeline import load_pipeline
 from lakerec.spark import get_spark
 from lakerec.summary import pipeline_summary
@@ -46,42 +44,60 @@ def main():
 @main.command(name="run")
 @config_options
 @click.option("--from", "from_stage", default=None, help="Start at this stage (earlier stages are skipped).")
+@click.option("--resume", "resume", is_flag=False, flag_value="latest", default=None, metavar="[RUN_ID]",
+              help="Continue a failed pipeline run (the latest unfinished one, or RUN_ID) from its failed stage.")
+@click.option("--retries", type=click.IntRange(min=0), default=None,
+              help="Retries per stage (default: each stage's retries in the pipeline definition).")
 @click.option("--pipeline", "pipeline_file", default=None, type=click.Path(dir_okay=False),
               help="Pipeline definition (default: pipelines/lakerec.yaml).")
-def run_pipeline(profile, config_files, overrides, conf_dir, verbose, from_stage, pipeline_file):
+def run_pipeline(profile, config_files, overrides, conf_dir, verbose, from_stage, resume, retries, pipeline_file):
     """Run every stage in dependency order in one Spark session, one MLflow run per stage under a pipeline run."""
     cfg = build_config(profile, config_files, overrides, conf_dir, verbose)
     pipeline = load_pipeline(pipeline_file)
-    stages = pipeline.order()
-    if from_stage:
-        names = [s.name for s in stages]
-        if from_stage not in names:
-            raise click.UsageError(f"--from {from_stage!r}: stages are {names}")
-        stages = stages[names.index(from_stage):]
+    if from_stage and from_stage not in [s.name for s in pipeline.stages]:
+        raise click.UsageError(f"--from {from_stage!r}: stages are {[s.name for s in pipeline.order()]}")
+    try:
+        resume_id = runner.resumable_run(cfg, pipeline, None if resume == "latest" else resume) if resume else None
+    except runner.ResumeError as e:
+        raise click.UsageError(str(e)) from None
+    tracking.fail_runs_on_sigterm()
     spark = get_spark(cfg)
-    results: dict[str, StageResult] = {}
-    started = time.perf_counter()
-    with tracking.stage_run(cfg, f"pipeline:{pipeline.name}") as parent:
-        pid = parent.info.run_id
-        mlflow.set_tag(tracking.PIPELINE_RUN_TAG, pid)
-        click.echo(f"lakerec: pipeline run {pid} (profile {cfg.profile}, lake {os.path.abspath(cfg.lake.root)})")
-        for i, stage in enumerate(stages, 1):
-            click.echo(f"[{i}/{len(stages)}] {stage.name}: {stage.doc}")
-            try:
-                results[stage.name] = run_stage(stage.name, _job(stage.job).run, cfg, spark,
-                                                parent_run_id=pid, pipeline_run_id=pid)
-            except Exception as e:
-                click.echo(f"[{stage.name}] FAILED: {type(e).__name__}: {e}", err=True)
-                click.echo(f"resume with: lakerec run --from {stage.name} " + _replay_args(profile, config_files, overrides),
-                           err=True)
-                raise
-            print_result(stage.name, results[stage.name])
-        mlflow.log_metric("pipeline_seconds", time.perf_counter() - started)
-    click.echo(pipeline_summary(cfg, spark, results, time.perf_counter() - started))
+    try:
+        out = runner.run_pipeline(cfg, pipeline, spark, lambda job: _job(job).run, click.echo, from_stage,
+                                  resume_id, retries)
+    except Exception:
+        click.echo("resume with: lakerec run --resume " + _replay_args(profile, config_files, overrides), err=True)
+        raise
+    click.echo(pipeline_summary(cfg, spark, out.results, out.seconds))
 
 
 def _replay_args(profile, config_files, overrides) -> str:
     return " ".join([f"--profile {profile}", *(f"--config {c}" for c in config_files), *(f"--set {o}" for o in overrides)])
+
+
+@main.command(name="schedule")
+@click.option("--pipeline", "pipeline_file", default=None, type=click.Path(dir_okay=False),
+              help="Pipeline definition (default: pipelines/lakerec.yaml).")
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
+              help="Where the generated files go (default: pipelines/generated next to the definition).")
+@click.option("--check", is_flag=True, help="Write nothing; fail if the generated files are out of date.")
+def schedule_command(pipeline_file, out_dir, check):
+    """Generate the Airflow DAG and the Databricks job from the pipeline definition."""
+    from lakerec.pipeline import default_pipeline_file
+    from lakerec.schedule import render, stale_files
+
+    pipeline = load_pipeline(pipeline_file)
+    out = Path(out_dir) if out_dir else Path(pipeline_file or default_pipeline_file()).parent / "generated"
+    if check:
+        stale = stale_files(pipeline, out)
+        if stale:
+            raise click.ClickException(f"out of date in {out}: {stale}; run `lakerec schedule`")
+        click.echo(f"{out}: up to date")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in render(pipeline).items():
+        (out / name).write_text(text)
+        click.echo(f"wrote {out / name}")
 
 
 @main.command(name="ui")

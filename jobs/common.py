@@ -74,6 +74,7 @@ def stage_command(stage: str, fn: StageFn, doc: str, options: Sequence[JobOption
         extra = [o.override(job_options[o.dest]) for o in options]
         overrides = (*overrides, *(e for e in extra if e is not None))
         cfg = build_config(profile, config_files, overrides, conf_dir, verbose)
+        tracking.fail_runs_on_sigterm()
         parent = tracking.parent_run_id_from_env()
         result = run_stage(stage, fn, cfg, get_spark(cfg), parent_run_id=parent, pipeline_run_id=parent)
         print_result(stage, result)
@@ -84,15 +85,7 @@ def stage_command(stage: str, fn: StageFn, doc: str, options: Sequence[JobOption
 
 
 def print_result(stage: str, result: StageResult) -> None:
-    if result.skipped:
-        click.echo(f"[{stage}] skipped: {result.skipped}")
-        return
-    metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in result.metrics.items())
-    click.echo(f"[{stage}] done in {result.seconds:.1f}s  {metrics}")
-
-
-def _fmt(v: float) -> str:
-    return f"{v:.4f}" if isinstance(v, float) and not float(v).is_integer() else f"{int(v)}"
+    click.echo(result.describe(stage))
 
 
 def job_main(stage: str, fn: StageFn, doc: str,

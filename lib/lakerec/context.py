@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -14,6 +15,11 @@ from lakerec.config import Config
 from lakerec.lake import Lake
 
 log = logging.getLogger("lakerec")
+FAIL_STAGE_ENV = "LAKEREC_FAIL_STAGE"  # fault injection for drills and tests: stages (comma-separated) that fail
+
+
+class InjectedFailure(RuntimeError):
+    """Raised instead of running a stage named in LAKEREC_FAIL_STAGE."""
 
 
 @dataclass
@@ -37,6 +43,17 @@ class StageResult:
     writes: dict[str, int] = field(default_factory=dict)
     run_id: str | None = None
 
+    def describe(self, stage: str) -> str:
+        """One line for the console: how long it took and its metrics, or why it skipped."""
+        if self.skipped:
+            return f"[{stage}] skipped: {self.skipped}"
+        metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in self.metrics.items())
+        return f"[{stage}] done in {self.seconds:.1f}s  {metrics}"
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.4f}" if isinstance(v, float) and not float(v).is_integer() else f"{int(v)}"
+
 
 StageFn = Callable[[StageContext], "StageResult | dict[str, float] | None"]
 
@@ -48,6 +65,8 @@ def run_stage(stage: str, fn: StageFn, cfg: Config, spark: SparkSession,
     start = time.perf_counter()
     with tracking.stage_run(cfg, stage, parent_run_id, pipeline_run_id) as run:
         ctx = StageContext(cfg, spark, lake, stage, run.info.run_id, pipeline_run_id)
+        if stage in os.environ.get(FAIL_STAGE_ENV, "").split(","):
+            raise InjectedFailure(f"{stage}: failure injected by {FAIL_STAGE_ENV} (a drill, not a bug)")
         out = fn(ctx)
         result = out if isinstance(out, StageResult) else StageResult(metrics=dict(out or {}))
         result.seconds = time.perf_counter() - start

@@ -1,10 +1,11 @@
 """The pipeline as data: stages, the job each runs, and what each depends on."""
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Stage(BaseModel):
@@ -13,11 +14,28 @@ class Stage(BaseModel):
     job: str
     depends_on: list[str] = []
     doc: str = ""
+    retries: int | None = Field(None, ge=0)  # None: the schedule's default
+    daily: list[str] = []  # --set overrides for a scheduled daily run; "{ds}" is the run's date (YYYY-MM-DD)
+
+
+class Schedule(BaseModel):
+    """How schedulers run the pipeline: what the generated Airflow DAG and Databricks job are made from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    cron: str = "0 3 * * *"
+    start_date: date = date(2026, 11, 1)
+    retries: int = Field(2, ge=0)
+    retry_delay_minutes: int = Field(10, ge=0)
+    timeout_minutes: int = Field(180, ge=1)
+    profile: str = "cluster"
+    params: dict[str, str] = {}  # values the overrides may name as {key}; editable per run in Airflow
+    set: list[str] = []  # --set overrides for every stage
 
 
 class Pipeline(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
+    schedule: Schedule = Schedule()
     stages: list[Stage]
 
     @model_validator(mode="after")
@@ -29,6 +47,12 @@ class Pipeline(BaseModel):
             missing = set(s.depends_on) - set(names)
             if missing:
                 raise ValueError(f"stage {s.name!r} depends on unknown stage(s) {sorted(missing)}")
+            for override in [*self.schedule.set, *s.daily]:
+                try:
+                    override.format(ds="", **self.schedule.params)
+                except (KeyError, IndexError) as e:
+                    raise ValueError(f"stage {s.name!r}: daily override {override!r} names {e}, which is "
+                                     f"neither ds nor a schedule param {sorted(self.schedule.params)}") from None
         self.order()  # raises on a cycle
         return self
 
@@ -44,6 +68,9 @@ class Pipeline(BaseModel):
             pending.remove(ready[0])
         by_name = {s.name: s for s in self.stages}
         return [by_name[n] for n in done]
+
+    def retries(self, stage: Stage) -> int:
+        return self.schedule.retries if stage.retries is None else stage.retries
 
     def stage(self, name: str) -> Stage:
         for s in self.stages:

@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import sys
+import threading
 from pathlib import Path
 from typing import Iterator
 
 import mlflow
+from mlflow.tracking import MlflowClient
 
 from lakerec.config import Config
 
@@ -44,7 +48,57 @@ def stage_run(cfg: Config, stage: str, parent_run_id: str | None = None,
         tags[PIPELINE_RUN_TAG] = pipeline_run_id
     with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags,
                           parent_run_id=parent_run_id, nested=parent_run_id is not None) as run:
-        yield run
+        with _open(run):
+            yield run
+
+
+@contextlib.contextmanager
+def pipeline_run(cfg: Config, pipeline: str, resume_run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
+    """The parent run of a pipeline run: new, or reopened to resume it (FAILED again if it fails again)."""
+    if resume_run_id is None:
+        with stage_run(cfg, f"pipeline:{pipeline}") as run:
+            yield run
+        return
+    setup(cfg)
+    with mlflow.start_run(run_id=resume_run_id) as run:
+        with _open(run):
+            yield run
+
+
+_OPEN_RUNS: list[str] = []  # this process's runs in progress, innermost last: what SIGTERM must mark FAILED
+
+
+@contextlib.contextmanager
+def _open(run: mlflow.ActiveRun) -> Iterator[None]:
+    _OPEN_RUNS.append(run.info.run_id)
+    try:
+        yield
+    finally:
+        _OPEN_RUNS.remove(run.info.run_id)
+
+
+def fail_runs_on_sigterm() -> None:
+    """On SIGTERM (a scheduler's kill, an evicted pod) mark this process's open runs FAILED, then exit 143.
+
+    The work happens on a thread: the handler itself runs on top of the main thread, which may be inside an MLflow
+    store transaction, so writing from the handler could wait forever for the lock its own thread holds; and an
+    exception raised there can be swallowed while the main thread sits in a Py4J call. The thread waits for the
+    store, marks the runs, and leaves with os._exit. Delta commits are atomic, so the lake stays at its previous
+    version; the Spark JVM exits when its parent's pipe closes.
+    """
+    def mark_and_exit():
+        client = MlflowClient()
+        for run_id in reversed(list(_OPEN_RUNS)):
+            client.set_tag(run_id, "lakerec.failure", "terminated by SIGTERM")
+            client.set_terminated(run_id, status="FAILED")
+        sys.stderr.write(f"lakerec: SIGTERM: marked {len(_OPEN_RUNS)} MLflow run(s) FAILED; exiting\n")
+        sys.stderr.flush()
+        os._exit(128 + signal.SIGTERM)
+
+    def handler(signum, frame):
+        threading.Thread(target=mark_and_exit, name="lakerec-sigterm", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def log_table_versions(reads: dict[str, int], writes: dict[str, int]) -> None:
