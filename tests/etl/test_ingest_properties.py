@@ -8,6 +8,7 @@ import io
 import json
 from datetime import datetime, timezone
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -81,6 +82,7 @@ def _check(rows, data: bytes, first_line: int):
             assert r[T.USER_ID].strip(WHITESPACE) and r["_ts"] is not None
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(data=jsonl_bytes())
 def test_jsonl_every_line_is_accounted_for(spark, tmp_path_factory, data):
@@ -90,6 +92,7 @@ def test_jsonl_every_line_is_accounted_for(spark, tmp_path_factory, data):
     _check(_ingest(spark, path, etl_cfg(folder / "lake")), data, 1)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(data=csv_bytes())
 def test_csv_every_line_is_accounted_for(spark, tmp_path_factory, data):
