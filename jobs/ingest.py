@@ -1,5 +1,8 @@
 """Raw events (a file or a folder; jsonl, csv, tsv or parquet, gzip read transparently) -> bronze.events and
-bronze.quarantine. Files already ingested are skipped, so a rerun adds nothing."""
+bronze.quarantine. Files already ingested are skipped, so a rerun adds nothing; a run killed before its commits
+leaves both tables as they were, and the rerun completes it (each table skips the files it already holds)."""
+import os
+import signal
 from datetime import datetime, timezone
 
 from jobs.common import job_main
@@ -7,10 +10,14 @@ from lakerec import tables as T
 from lakerec.config import CONTRACT_EVENT_FIELDS
 from lakerec.context import StageContext, StageResult
 from lakerec.etl.ingest import (
-    REASONS, SOURCE_EVENTS, bronze_events, commit_metadata, ingested_files, quarantine_rows, account,
-    validate_events,
+    REASONS, SOURCE_EVENTS, bronze_events, check_accounting, commit_metadata, count_by_reason, ingested_files,
+    quarantine_rows, rows_of_files, validate_events,
 )
-from lakerec.etl.sources import events_input_path, list_input_files, read_source, wanted_columns
+from lakerec.etl.sources import (
+    REC, add_source_lines, batch_id_of, events_input_path, list_input_files, read_source, wanted_columns,
+)
+
+KILL_AT_ENV = "LAKEREC_TEST_KILL_AT"  # tests: "before_commit" or "between_commits" kills this process there
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -24,30 +31,44 @@ def run(ctx: StageContext) -> StageResult:
     if not new:
         return StageResult(metrics={"files_new": 0, "files_skipped": len(listed), "rows_read": 0},
                            skipped=f"no new input files ({len(listed)} already ingested)")
-    raw = read_source(ctx.spark, new, source, wanted_columns(source, CONTRACT_EVENT_FIELDS)).persist()
-    validated = validate_events(raw, source, cfg.etl.event_types).persist()
+    # the same files give the same batch id, so the rerun of a killed batch writes under the id it started with
+    batch_id, ingested_at = batch_id_of(ctx.spark, new), datetime.now(timezone.utc)
+    raw = read_source(ctx.spark, new, source, wanted_columns(source, CONTRACT_EVENT_FIELDS))
+    # parsed and validated once; the counts, the line numbers and both writes read this cache
+    validated = validate_events(raw, source, cfg.etl, ingested_at).drop(REC).persist()
     try:
-        rows_read = raw.count()
-        rows_bronze, counts = account(rows_read, validated, "ingest")
+        rows_read, rows_bronze, counts = count_by_reason(validated)
         rows_quarantined = sum(counts.values())
-        batch_id, ingested_at = ctx.run_id, datetime.now(timezone.utc)
+        numbered = add_source_lines(validated)
+        summary = {"rows_read": rows_read, "rows_bronze": rows_bronze, "rows_quarantined": rows_quarantined,
+                   **{f"quarantined.{reason}": n for reason, n in counts.items()}}
+        _maybe_killed("before_commit")
         # quarantine first, each table skipping files it already has: a rerun completes a crashed batch
         q_new = [f for f in new if f not in ingested_files(lake, T.BRONZE_QUARANTINE, SOURCE_EVENTS)]
         if q_new:
-            rows = quarantine_rows(validated.where(validated[T.SOURCE_FILE].isin(q_new)), SOURCE_EVENTS,
+            rows = quarantine_rows(numbered.where(numbered[T.SOURCE_FILE].isin(q_new)), SOURCE_EVENTS,
                                    batch_id, ingested_at)
             lake.write(T.BRONZE_QUARANTINE, rows, mode="append", partition_by=[T.SOURCE],
-                       metadata=commit_metadata(SOURCE_EVENTS, batch_id, q_new))
-        lake.write(T.BRONZE_EVENTS, bronze_events(validated, batch_id, ingested_at), mode="append",
-                   metadata=commit_metadata(SOURCE_EVENTS, batch_id, new))
+                       metadata=commit_metadata(SOURCE_EVENTS, batch_id, q_new, summary))
+        _maybe_killed("between_commits")
+        lake.write(T.BRONZE_EVENTS, bronze_events(numbered, batch_id, ingested_at), mode="append",
+                   metadata=commit_metadata(SOURCE_EVENTS, batch_id, new, summary))
     finally:
         validated.unpersist()
-        raw.unpersist()
+    check_accounting("ingest", rows_read, {
+        T.BRONZE_EVENTS: rows_of_files(lake, T.BRONZE_EVENTS, new),
+        T.BRONZE_QUARANTINE: rows_of_files(lake, T.BRONZE_QUARANTINE, new, SOURCE_EVENTS),
+    })
     return StageResult(metrics={
-        "files_new": len(new), "files_skipped": len(listed) - len(new), "rows_read": rows_read,
-        "rows_bronze": rows_bronze, "rows_quarantined": rows_quarantined,
+        "files_new": len(new), "files_skipped": len(listed) - len(new), **summary,
         **{f"quarantined.{reason}": counts.get(reason, 0) for reason in REASONS},
     })
+
+
+def _maybe_killed(point: str) -> None:
+    """The test hook for killed runs: SIGKILL, so nothing (no finally, no atexit) gets to tidy up."""
+    if os.environ.get(KILL_AT_ENV) == point:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 main = job_main("ingest", run, __doc__)

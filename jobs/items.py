@@ -6,9 +6,9 @@ from jobs.common import job_main
 from lakerec import tables as T
 from lakerec.config import CONTRACT_ITEM_FIELDS
 from lakerec.context import StageContext, StageResult
-from lakerec.etl.ingest import SOURCE_ITEMS, commit_metadata, quarantine_rows, account
+from lakerec.etl.ingest import SOURCE_ITEMS, check_accounting, commit_metadata, count_by_reason, quarantine_rows
 from lakerec.etl.items import ITEM_REASONS, latest_items, validate_items
-from lakerec.etl.sources import items_input_path, list_input_files, read_source, wanted_columns
+from lakerec.etl.sources import add_source_lines, items_input_path, list_input_files, read_source, wanted_columns
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -18,12 +18,13 @@ def run(ctx: StageContext) -> StageResult:
     if not files:
         return StageResult(skipped=f"no item files at {items_input_path(cfg)}")
     raw = read_source(ctx.spark, files, source, wanted_columns(source, CONTRACT_ITEM_FIELDS)).persist()
-    validated = validate_items(raw, source).persist()
+    validated = add_source_lines(validate_items(raw, source)).persist()
     items = latest_items(validated).persist()
     try:
         rows_read, rows_items = raw.count(), items.count()
-        rows_valid, counts = account(rows_read, validated, "items")
+        rows, rows_valid, counts = count_by_reason(validated)
         rows_quarantined = sum(counts.values())
+        check_accounting("items", rows_read, {"valid": rows_valid, T.BRONZE_QUARANTINE: rows_quarantined})
         batch_id, ingested_at = ctx.run_id, datetime.now(timezone.utc)
         meta = commit_metadata(SOURCE_ITEMS, batch_id, files)
         # the catalog is a snapshot: its quarantine rows are replaced, like silver.items

@@ -10,6 +10,7 @@ import os
 from datetime import date
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -72,6 +73,17 @@ class SourceConf(_Strict):
     mapping: dict[str, str] = {}
     constants: dict[str, str] = {}
     category_flags: dict[str, str] = {}
+    timezone: str = "UTC"  # zone of timestamps written without an offset (naive local times)
+    max_id_length: int = Field(256, ge=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}: use an IANA name such as 'Europe/Paris' or 'UTC'") from None
+        return v
 
     @property
     def sep(self) -> str:

@@ -44,12 +44,13 @@ def test_dirt_in_the_files_matches_the_reported_counts(tmp_path):
     assert sum("user_id" not in r or not r["user_id"] for r in records) == s.dirt["missing_user_id"]
     assert sum("item_id" not in r or not r["item_id"] for r in records) == s.dirt["missing_item_id"]
     assert sum(r.get("event_type") in ("wishlist", "share", "hover") for r in records) == s.dirt["unknown_event_type"]
-    assert sum(not isinstance(r.get("value", 0.0), float) for r in records) == s.dirt["bad_value"]
-    assert sum(r.get("user_id", "").startswith(" ") or r.get("event_type", "").isupper() for r in records) >= 1
+    assert sum(not isinstance(r.get("value", 0.0), float) for r in records) == s.dirt["wrong_type"]
+    assert sum((r.get("user_id") or "").startswith(" ") or r.get("event_type", "").isupper() for r in records) >= 1
     # every kind is present at least once, and timestamps come in each format
     assert all(n >= 1 for n in s.dirt.values()) and set(s.dirt) >= {
         "duplicate", "retry", "bot", "malformed", "bad_timestamp", "too_old", "future", "missing_user_id",
-        "missing_item_id", "missing_event_type", "missing_ts", "unknown_event_type", "bad_value"}
+        "missing_item_id", "missing_event_type", "missing_ts", "unknown_event_type", "wrong_type",
+        "empty_id", "id_too_long"}
     ts = [r.get("ts") for r in records]
     assert any(isinstance(t, str) and t.endswith("Z") for t in ts)
     assert any(isinstance(t, str) and re.search(r"[+-]\d{2}:\d{2}$", t) for t in ts)

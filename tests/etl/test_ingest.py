@@ -8,6 +8,7 @@ from pyspark.sql import functions as F
 import jobs.ingest
 from lakerec import tables as T
 from lakerec.config import ConfigError
+from lakerec.etl import reasons as R
 from lakerec.etl.ingest import BRONZE_EVENT_COLUMNS, QUARANTINE_COLUMNS, REASONS
 from lakerec.lake import Lake
 from tests.etl.conftest import etl_cfg, run_job
@@ -17,13 +18,16 @@ def test_demo_lines_are_all_accounted_for_with_every_reason(demo_lake):
     made, got = demo_lake.results["generate"].metrics, demo_lake.results["ingest"].metrics
     assert got["rows_read"] == made["lines"]
     assert got["rows_read"] == got["rows_bronze"] + got["rows_quarantined"]
+    # the demo's dirt kinds are the reasons, except its two kinds of impossible time
+    expected = {reason: made.get(f"dirt.{reason}", 0) for reason in REASONS}
+    expected[R.IMPOSSIBLE_TIMESTAMP] = made["dirt.too_old"] + made["dirt.future"]
     for reason in REASONS:
-        assert got[f"quarantined.{reason}"] == made[f"dirt.{reason}"] >= 1, reason
-    kept_dirt = ("duplicate", "retry", "bot", "too_old", "future")  # valid rows: silver drops them
+        assert got[f"quarantined.{reason}"] == expected[reason] >= 1, reason
+    kept_dirt = ("duplicate", "retry", "bot")  # valid rows: silver drops them
     assert got["rows_bronze"] == made["clean_events"] + sum(made[f"dirt.{k}"] for k in kept_dirt)
     q = demo_lake.lake.read(T.BRONZE_QUARANTINE).where(F.col(T.SOURCE) == "events")
     by_reason = {r[T.REASON]: r["count"] for r in q.groupBy(T.REASON).count().collect()}
-    assert by_reason == {reason: made[f"dirt.{reason}"] for reason in REASONS}
+    assert by_reason == expected
     truncated = [r[T.RAW] for r in q.where(F.col(T.REASON) == "malformed").collect()]
     assert all(raw.startswith('{"event_id"') and not raw.endswith("}") for raw in truncated)
 
@@ -100,7 +104,7 @@ def test_csv_gzip_with_mapping_and_constants(tmp_path, spark):
                 'u2;"p;2";1762000000000;\n'        # a quoted delimiter; epoch milliseconds
                 "u3;p3;soon;1\n"                     # bad_timestamp
                 ";p4;1762000000;1\n"                 # missing_user_id
-                "u5;p5;1762000000;x\n"               # bad_value
+                "u5;p5;1762000000;x\n"               # wrong_type
                 "u6;p6;1762000000\n")                # a field short: malformed
     cfg = etl_cfg(tmp_path / "lake", f"input.events.path={path}", "input.events.format=csv",
                   "input.events.delimiter=';'", "input.events.mapping={user_id: uid, item_id: product, ts: when, "
@@ -108,7 +112,7 @@ def test_csv_gzip_with_mapping_and_constants(tmp_path, spark):
     result = run_job(jobs.ingest, cfg, spark)
     m = result.metrics
     assert (m["rows_read"], m["rows_bronze"], m["rows_quarantined"]) == (6, 2, 4)
-    assert (m["quarantined.bad_timestamp"], m["quarantined.missing_user_id"], m["quarantined.bad_value"],
+    assert (m["quarantined.bad_timestamp"], m["quarantined.missing_user_id"], m["quarantined.wrong_type"],
             m["quarantined.malformed"]) == (1, 1, 1, 1)
     rows = Lake(cfg.lake.root, spark).read(T.BRONZE_EVENTS).orderBy(T.USER_ID).collect()
     assert [(r.user_id, r.item_id, r.event_type, r.value) for r in rows] == [("u1", "p1", "click", 2.5),
@@ -155,3 +159,37 @@ def test_missing_input_path_is_named(tmp_path, spark):
     cfg = etl_cfg(tmp_path / "lake", f"input.events.path={tmp_path / 'nowhere'}")
     with pytest.raises(FileNotFoundError, match="nowhere"):
         run_job(jobs.ingest, cfg, spark)
+
+
+def test_each_reason_on_jsonl(tmp_path, spark):
+    ok = {"user_id": "u1", "item_id": "i1", "event_type": "view", "ts": "2026-11-01T10:00:00Z"}
+    cases = [
+        (ok, None),
+        ({**ok, "event_id": ""}, None),                            # an empty optional id counts as absent
+        ({**ok, "user_id": 42, "value": "4.5"}, None),             # a number id is read as its text
+        ('{"user_id": "u1", "item_id": ', R.MALFORMED),
+        ("[1, 2]", R.MALFORMED),
+        ({k: v for k, v in ok.items() if k != "item_id"}, R.MISSING_ITEM_ID),
+        ({**ok, "user_id": None}, R.MISSING_USER_ID),
+        ({**ok, "event_type": " "}, R.MISSING_EVENT_TYPE),
+        ({**ok, "ts": ""}, R.MISSING_TS),
+        ({**ok, "user_id": {"id": 1}}, R.WRONG_TYPE),
+        ({**ok, "item_id": ["i1"]}, R.WRONG_TYPE),
+        ({**ok, "value": "12,5 EUR"}, R.WRONG_TYPE),
+        ({**ok, "item_id": "\t \u2003"}, R.EMPTY_ID),
+        ({**ok, "item_id": "i" * 21}, R.ID_TOO_LONG),
+        ({**ok, "event_id": "e" * 21}, R.ID_TOO_LONG),
+        ({**ok, "ts": "1st of May"}, R.BAD_TIMESTAMP),
+        ({**ok, "ts": "1990-06-01T12:00:00Z"}, R.IMPOSSIBLE_TIMESTAMP),       # before etl.valid_from
+        ({**ok, "ts": 4102444800000}, R.IMPOSSIBLE_TIMESTAMP),               # 2100, in milliseconds
+        ({**ok, "event_type": "hover"}, R.UNKNOWN_EVENT_TYPE),
+    ]
+    _jsonl(tmp_path / "drops" / "a.jsonl", [c for c, _ in cases])
+    cfg = etl_cfg(tmp_path / "lake", f"input.events.path={tmp_path / 'drops'}", "input.events.max_id_length=20")
+    m = run_job(jobs.ingest, cfg, spark).metrics
+    lake = Lake(cfg.lake.root, spark)
+    got = {r.source_line: r.reason for r in lake.read(T.BRONZE_QUARANTINE).collect()}
+    got |= {r.source_line: None for r in lake.read(T.BRONZE_EVENTS).collect()}
+    assert got == {line: reason for line, (_, reason) in enumerate(cases, 1)}
+    assert (m["rows_read"], m["rows_bronze"], m[f"quarantined.{R.IMPOSSIBLE_TIMESTAMP}"]) == (len(cases), 3, 2)
+    assert lake.read(T.BRONZE_QUARANTINE).where(F.col(T.SOURCE_LINE) == 4).first().raw == cases[3][0]

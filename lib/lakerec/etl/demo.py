@@ -10,7 +10,8 @@ line so every line has exactly one problem:
   with a new event_id;  bot: one crawler sending an event every second for two minutes;
 - malformed: truncated JSON;  bad_timestamp: unreadable text;  too_old / future: readable but impossible times
   (before etl.valid_from, decades ahead);  missing_user_id / missing_item_id / missing_event_type / missing_ts;
-  unknown_event_type;  bad_value (not a number);
+  unknown_event_type;  wrong_type (a value that is not a number);  empty_id (a blank user or item id);
+  id_too_long (a 300-character item id);
 - messy (kept, not dirt): padded ids and upper-case event types that silver normalises.
 The catalog gets a malformed line, an item without a title, one without an id, and revised re-deliveries of
 a few items (the later row wins). Timestamps mix ISO-8601 (Z, offsets, milliseconds), epoch seconds and epoch
@@ -55,7 +56,8 @@ SESSION_MARGIN_S = 3600          # sessions of one user stay at least this far a
 DIRT_RATES = {                   # share of the clean events, at least one line each
     "duplicate": 0.02, "retry": 0.02, "malformed": 0.005, "bad_timestamp": 0.005, "too_old": 0.004,
     "future": 0.004, "missing_user_id": 0.004, "missing_item_id": 0.004, "missing_event_type": 0.003,
-    "missing_ts": 0.003, "unknown_event_type": 0.004, "bad_value": 0.003,
+    "missing_ts": 0.003, "unknown_event_type": 0.004, "wrong_type": 0.003,
+    "empty_id": 0.003, "id_too_long": 0.002,
 }
 MESSY_RATE = 0.02
 UNREADABLE_TIMES = ["yesterday", "2026-13-45T99:00:00Z", "11/02/2026 10:00", "not-a-time", "2026-11-02T25:61:00"]
@@ -218,11 +220,15 @@ def _event_lines(events: list[dict], catalog: list[DemoItem], demo: DemoConf,
                 if rng.random() < 0.5:
                     bad.pop(key)
                 else:
-                    bad[key] = "" if key != "ts" else None
+                    bad[key] = "" if key == "event_type" else None
             elif kind == "unknown_event_type":
                 bad["event_type"] = rng.choice(["wishlist", "share", "hover"])
-            elif kind == "bad_value":
+            elif kind == "wrong_type":
                 bad["value"] = rng.choice(["12,5 EUR", "abc", "NaN"])
+            elif kind == "empty_id":
+                bad[rng.choice(["user_id", "item_id"])] = rng.choice(["  ", " \t "])
+            elif kind == "id_too_long":
+                bad["item_id"] = "i" * 300
             lines.append((e["ts"], 1, _line(bad, rng, raw_ts=_dirty_ts(kind, rng))))
     bot_start = int(datetime.combine(demo.start, datetime.min.time(),
                                      timezone.utc).timestamp()) + 3 * 3600

@@ -1,65 +1,76 @@
 """Raw events -> bronze.events (typed, stamped with lineage) + bronze.quarantine (the raw row and why).
 
-Every raw row lands in exactly one of the two, with the first failed check as its reason (REASONS order).
+Every raw row lands in exactly one of the two, with the first failed check as its reason (`lakerec.etl.reasons`).
 """
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import reduce
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from lakerec import tables as T
-from lakerec.config import CONTRACT_EVENT_FIELDS, SourceConf
+from lakerec.config import CONTRACT_EVENT_FIELDS, EtlConf, SourceConf
+from lakerec.etl import reasons as R
 from lakerec.etl.sources import MALFORMED, is_blank, to_contract
 from lakerec.lake import Lake
 
 REQUIRED_EVENT_FIELDS = (T.USER_ID, T.ITEM_ID, T.EVENT_TYPE, T.TS)
-REASONS = (
-    "malformed", "missing_user_id", "missing_item_id", "missing_event_type", "missing_ts",
-    "bad_timestamp", "unknown_event_type", "bad_value",
-)
+REASONS = R.QUARANTINE_REASONS
 SOURCE_EVENTS = "events"
 SOURCE_ITEMS = "items"
-# commit metadata keys: which raw files a commit took in (also for files that yielded no rows)
+# commit metadata keys: which raw files a commit took in (also for files that yielded no rows), and its counts
 META_SOURCE = "lakerec.source"
 META_FILES = "lakerec.source_files"
 META_BATCH = "lakerec.batch_id"
+META_COUNTS = "lakerec.counts"
 
 BRONZE_EVENT_COLUMNS = (
     T.EVENT_ID, T.USER_ID, T.ITEM_ID, T.EVENT_TYPE, T.TS, T.VALUE, T.SESSION_ID, T.USER_AGENT,
-    T.BATCH_ID, T.SOURCE_FILE, T.INGESTED_AT,
+    T.BATCH_ID, T.SOURCE_FILE, T.SOURCE_LINE, T.INGESTED_AT,
 )
-QUARANTINE_COLUMNS = (T.SOURCE, T.RAW, T.REASON, T.SOURCE_FILE, T.BATCH_ID, T.INGESTED_AT)
+QUARANTINE_COLUMNS = (T.SOURCE, T.RAW, T.REASON, T.SOURCE_FILE, T.SOURCE_LINE, T.BATCH_ID, T.INGESTED_AT)
+ID_FIELDS = (T.USER_ID, T.ITEM_ID, T.EVENT_ID, T.SESSION_ID)  # what input.events.max_id_length limits
 
-_EPOCH_MILLIS_FROM = 10**11  # 1e11 s is the year 5138; as milliseconds it is 1973
-_EPOCH_MILLIS_UNTIL = 10**15  # beyond this (year 33658 in ms) Spark's microseconds would overflow
+# Epoch units by magnitude: each bound is the year 5138 in its unit, so any time before then reads in one unit
+# only (1e11 seconds; 1e14 milliseconds; 1e17 microseconds); 18 digits or more is unreadable.
+EPOCH_MILLIS_FROM = 10**11
+EPOCH_MICROS_FROM = 10**14
+EPOCH_MICROS_UNTIL = 10**17
 _ISO = (r"^\d{4}-\d{2}-\d{2}"                    # date
         r"([T ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?"     # optional time with optional fraction
         r"(Z|[+-]\d{2}(:?\d{2})?)?)?$")           # optional zone, only after a time
 
 
-def parse_ts(c: Column) -> Column:
+def parse_ts(c: Column, timezone: str = "UTC") -> Column:
     """A raw timestamp text -> UTC timestamp, or null when it cannot be read.
 
     The rule, whatever the session time zone:
-    - all digits: epoch; >= 1e11 means milliseconds, else seconds (more than 15 digits: unreadable);
+    - all digits: epoch; < 1e11 seconds, < 1e14 milliseconds, < 1e17 microseconds (more digits: unreadable);
     - otherwise ISO-8601: `yyyy-MM-dd`, optionally `T` or space and `HH:mm:ss[.fraction]`, optionally a zone
-      `Z`, `+hh`, `+hhmm` or `+hh:mm`; no zone means UTC, a date alone means its midnight UTC.
+      `Z`, `+hh`, `+hhmm` or `+hh:mm`. Without a zone the time is local to `timezone` (a date alone: its
+      midnight there). Across DST (java.time's rule): a time in the spring-forward gap moves forward by the
+      gap (02:30 in a 02:00-03:00 gap is 03:30), an ambiguous fall-back time takes the first reading (the
+      earlier instant, still on summer time).
     Anything else (words, impossible dates such as month 13) is null: the caller's `bad_timestamp`.
     """
     text = F.trim(c)
-    n = F.when(text.rlike(r"^[0-9]{1,15}$"), text.try_cast("long"))
-    epoch = (F.when(n < _EPOCH_MILLIS_FROM, F.timestamp_seconds(n))
-             .when(n < _EPOCH_MILLIS_UNTIL, F.timestamp_millis(n)))
+    n = F.when(text.rlike(r"^[0-9]{1,17}$"), text.try_cast("long"))
+    epoch = (F.when(n < EPOCH_MILLIS_FROM, F.timestamp_seconds(n))
+             .when(n < EPOCH_MICROS_FROM, F.timestamp_millis(n))
+             .when(n < EPOCH_MICROS_UNTIL, F.timestamp_micros(n)))
     has_time, zone = F.regexp_extract(text, _ISO, 1), F.regexp_extract(text, _ISO, 3)
-    # an explicit Z makes the cast independent of spark.sql.session.timeZone
+    # read as UTC first (an explicit Z makes the cast independent of spark.sql.session.timeZone) ...
     utc_text = (F.when(has_time == "", F.concat(text, F.lit("T00:00:00Z")))
                 .when(zone == "", F.concat(text, F.lit("Z")))
                 .otherwise(text))
-    iso = F.when(text.rlike(_ISO), utc_text.try_cast("timestamp"))
-    return F.when(text.rlike(r"^[0-9]+$"), epoch).otherwise(iso)
+    iso = utc_text.try_cast("timestamp")
+    if timezone != "UTC":
+        # ... then a naive time is shifted from its local zone: to_utc_timestamp applies the DST rule above
+        iso = F.when(zone == "", F.to_utc_timestamp(iso, timezone)).otherwise(iso)
+    return F.when(text.rlike(r"^[0-9]+$"), epoch).when(text.rlike(_ISO), iso)
 
 
 def parse_value(c: Column) -> Column:
@@ -68,23 +79,36 @@ def parse_value(c: Column) -> Column:
     return F.when(~is_blank(c) & ~F.isnan(v) & (F.abs(v) != float("inf")), v)
 
 
-def validate_events(raw: DataFrame, source: SourceConf, event_types: list[str]) -> DataFrame:
-    """Contract fields from a `read_source` frame, plus `ts` and `value` typed and `reason` (null: valid).
+def validate_events(raw: DataFrame, source: SourceConf, etl: EtlConf, ingested_at: datetime) -> DataFrame:
+    """Contract fields from a `read_source` frame, plus `ts` and `value` typed and `reason` (null: valid), the
+    first failed check in `reasons.QUARANTINE_REASONS` order.
 
-    Event types are compared trimmed and lower-cased (silver normalises them the same way).
+    Event types are compared trimmed and lower-cased (silver normalises them the same way). In JSON and
+    Parquet, a field holding an object or array is `wrong_type` (from_json hands its JSON text over as the
+    string); so is a value that is not a finite number. Empty optional ids (event_id, session_id) count as absent.
     """
     df = to_contract(raw, source, CONTRACT_EVENT_FIELDS, REQUIRED_EVENT_FIELDS)
-    df = df.withColumn("_ts", parse_ts(F.col(T.TS))).withColumn("_value", parse_value(F.col(T.VALUE)))
-    known = [t.strip().lower() for t in event_types]
+    df = df.withColumn("_ts", parse_ts(F.col(T.TS), source.timezone)).withColumn("_value", parse_value(F.col(T.VALUE)))
+    known = [t.strip().lower() for t in etl.event_types]
+    structured = source.format in ("jsonl", "parquet")
+    earliest = F.lit(etl.valid_from).cast("timestamp")
+    latest = F.lit(ingested_at + timedelta(minutes=etl.max_future_minutes)).cast("timestamp")
+    reason = F.when(F.col(MALFORMED), R.MALFORMED)
+    for field in (T.USER_ID, T.ITEM_ID):
+        reason = reason.when(F.col(field).isNull(), R.MISSING[field])
+    for field in (T.EVENT_TYPE, T.TS):
+        reason = reason.when(is_blank(F.col(field)), R.MISSING[field])
+    if structured:
+        nested = [F.trim(F.col(f)).rlike(r"^[\[{]") for f in (*ID_FIELDS, T.EVENT_TYPE, T.TS)]
+        reason = reason.when(reduce(lambda a, b: a | b, nested), R.WRONG_TYPE)
     reason = (
-        F.when(F.col(MALFORMED), "malformed")
-        .when(is_blank(F.col(T.USER_ID)), "missing_user_id")
-        .when(is_blank(F.col(T.ITEM_ID)), "missing_item_id")
-        .when(is_blank(F.col(T.EVENT_TYPE)), "missing_event_type")
-        .when(is_blank(F.col(T.TS)), "missing_ts")
-        .when(F.col("_ts").isNull(), "bad_timestamp")
-        .when(~F.lower(F.trim(T.EVENT_TYPE)).isin(known), "unknown_event_type")
-        .when(~is_blank(F.col(T.VALUE)) & F.col("_value").isNull(), "bad_value")
+        reason.when(~is_blank(F.col(T.VALUE)) & F.col("_value").isNull(), R.WRONG_TYPE)
+        .when(is_blank(F.col(T.USER_ID)) | is_blank(F.col(T.ITEM_ID)), R.EMPTY_ID)
+        .when(reduce(lambda a, b: a | b, [F.length(F.col(f)) > source.max_id_length for f in ID_FIELDS]),
+              R.ID_TOO_LONG)
+        .when(F.col("_ts").isNull(), R.BAD_TIMESTAMP)
+        .when((F.col("_ts") < earliest) | (F.col("_ts") > latest), R.IMPOSSIBLE_TIMESTAMP)
+        .when(~F.lower(F.trim(T.EVENT_TYPE)).isin(known), R.UNKNOWN_EVENT_TYPE)
     )
     return df.withColumn(T.REASON, reason)
 
@@ -106,13 +130,26 @@ def quarantine_rows(validated: DataFrame, source: str, batch_id: str, ingested_a
     return rows.select(*QUARANTINE_COLUMNS)
 
 
-def account(rows_read: int, validated: DataFrame, what: str) -> tuple[int, dict[str, int]]:
-    """(valid rows, quarantined rows by reason) in one pass; raises unless they add up to the rows read."""
+def count_by_reason(validated: DataFrame) -> tuple[int, int, dict[str, int]]:
+    """(rows, valid rows, quarantined rows by reason) of a validated frame, in one pass."""
     counts = {r[T.REASON]: r["count"] for r in validated.groupBy(T.REASON).count().collect()}
     valid = counts.pop(None, 0)
-    if rows_read != valid + sum(counts.values()):
-        raise RuntimeError(f"{what} lost rows: read {rows_read} != valid {valid} + quarantined {sum(counts.values())}")
-    return valid, counts
+    return valid + sum(counts.values()), valid, counts
+
+
+def check_accounting(what: str, rows_read: int, landed: dict[str, int]) -> None:
+    """Raise unless the rows that landed in the tables (table -> rows) add up to the rows read."""
+    if rows_read != sum(landed.values()):
+        parts = " + ".join(f"{table} {n}" for table, n in landed.items())
+        raise RuntimeError(f"{what} lost or doubled rows: read {rows_read} != {parts}")
+
+
+def rows_of_files(lake: Lake, table: str, files: list[str], source: str | None = None) -> int:
+    """How many rows of `table` came from `files` (and `source`): what a batch left there, reruns included."""
+    df = lake.read(table).where(F.col(T.SOURCE_FILE).isin(files))
+    if source is not None:
+        df = df.where(F.col(T.SOURCE) == source)
+    return df.count()
 
 
 def ingested_files(lake: Lake, table: str, source: str | None = None) -> set[str]:
@@ -134,14 +171,19 @@ def ingested_files(lake: Lake, table: str, source: str | None = None) -> set[str
     return files
 
 
-def commit_metadata(source: str, batch_id: str, files: list[str]) -> dict[str, str]:
-    """What an ingest commit records: the batch and the exact raw files it covered."""
-    return {META_SOURCE: source, META_BATCH: batch_id, META_FILES: json.dumps(sorted(files))}
+def commit_metadata(source: str, batch_id: str, files: list[str], counts: dict[str, int] | None = None
+                    ) -> dict[str, str]:
+    """What an ingest commit records: the batch, the exact raw files it covered and its row counts."""
+    meta = {META_SOURCE: source, META_BATCH: batch_id, META_FILES: json.dumps(sorted(files))}
+    if counts is not None:
+        meta[META_COUNTS] = json.dumps(counts, sort_keys=True)
+    return meta
 
 
 def _lineage(batch_id: str, ingested_at: datetime) -> list[Column]:
     return [
         F.lit(batch_id).alias(T.BATCH_ID),
         F.col(T.SOURCE_FILE),
+        F.col(T.SOURCE_LINE),
         F.lit(ingested_at).cast("timestamp").alias(T.INGESTED_AT),
     ]

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as ST
 
@@ -20,6 +21,8 @@ from lakerec.config import Config, ConfigError, SourceConf
 REC = "_rec"              # struct of the source's columns, all strings
 MALFORMED = "_malformed"  # the row could not be parsed (truncated JSON, wrong number of fields, blank line)
 POS = "_pos"              # increases with the position in a file: "the later row" for last-one-wins rules
+SPLIT = "_split"          # where the file split holding the row starts (bytes): text files may be split
+HEADER = "_header"        # csv/tsv with a header: 1 (the header line precedes every data row), else 0
 _CORRUPT = "_corrupt"
 
 # Spark's decode() only knows a few charsets; line splitting also needs an ASCII-compatible one.
@@ -62,9 +65,22 @@ def list_input_files(spark: SparkSession, path: str) -> list[str]:
     )
 
 
+def batch_id_of(spark: SparkSession, files: list[str]) -> str:
+    """A batch's id: a hash of its files' names, sizes and modification times (the same files, the same id)."""
+    jvm = spark._jvm
+    conf = spark._jsc.hadoopConfiguration()
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        path = jvm.org.apache.hadoop.fs.Path(name)
+        status = path.getFileSystem(conf).getFileStatus(path)
+        digest.update(f"{name}\t{status.getLen()}\t{status.getModificationTime()}\n".encode())
+    return digest.hexdigest()[:20]
+
+
 def read_source(spark: SparkSession, files: list[str], conf: SourceConf, wanted: list[str]) -> DataFrame:
-    """Rows of `files` in `conf.format`: columns raw, source_file, _malformed, _pos and _rec (source columns as
-    strings). `wanted` names the source columns a JSON record is asked for (JSON has no header).
+    """Rows of `files` in `conf.format`: columns raw, source_file, _malformed, _pos, _split, _header and _rec
+    (source columns as strings), plus source_line for Parquet (text formats: see `add_source_lines`).
+    `wanted` names the source columns a JSON record is asked for (JSON has no header).
 
     jsonl and csv/tsv are read as text lines (gzip transparently, decoded with `conf.encoding`) and parsed with
     an all-string schema, so nothing is coerced before validation and the raw line survives. csv/tsv column
@@ -79,6 +95,24 @@ def read_source(spark: SparkSession, files: list[str], conf: SourceConf, wanted:
         return _parse_json(lines, wanted)
     header = _first_line(spark, files[0], conf.encoding) if conf.header else None
     return _parse_delimited(lines, header, conf)
+
+
+def add_source_lines(df: DataFrame) -> DataFrame:
+    """Add source_line, the 1-based line number in its file, to a `read_source` frame of a text format.
+
+    Spark reads a big plain file in several splits, each in one task, its rows consecutive in `_pos`: a row's
+    line is its offset in its split plus the rows of the file's earlier splits (plus the header line). That
+    takes one aggregation over the frame, so call it on a persisted frame (Parquet rows already carry it).
+    Lines are as Hadoop splits them: at \\n, \\r\\n or \\r.
+    """
+    if T.SOURCE_LINE in df.columns:
+        return df
+    splits = df.groupBy(T.SOURCE_FILE, SPLIT).agg(F.min(POS).alias("_first"), F.count(F.lit(1)).alias("_n"))
+    earlier = Window.partitionBy(T.SOURCE_FILE).orderBy(SPLIT)
+    splits = splits.select(T.SOURCE_FILE, SPLIT, "_first", (F.sum("_n").over(earlier) - F.col("_n")).alias("_before"))
+    line = F.col(POS) - F.col("_first") + F.col("_before") + F.col(HEADER) + 1
+    return (df.join(F.broadcast(splits), [T.SOURCE_FILE, SPLIT])
+            .withColumn(T.SOURCE_LINE, line).drop("_first", "_before"))
 
 
 def to_contract(df: DataFrame, conf: SourceConf, fields: tuple[str, ...], required: tuple[str, ...]) -> DataFrame:
@@ -112,14 +146,16 @@ def wanted_columns(conf: SourceConf, fields: tuple[str, ...]) -> list[str]:
 
 
 def is_blank(c: Column) -> Column:
-    """Null or only whitespace: what 'missing' means for a raw field."""
-    return c.isNull() | (F.trim(c) == "")
+    """Null or only whitespace (Unicode's, tabs and line separators included): what 'missing' means for a raw
+    field."""
+    return c.isNull() | c.rlike(r"^(?U)\s*$")
 
 
 def _read_lines(spark: SparkSession, files: list[str], encoding: str) -> DataFrame:
-    """(raw, source_file, _pos) per text line, decoded from `encoding`."""
+    """(raw, source_file, _pos, _split) per text line, decoded from `encoding`."""
     lines = spark.read.text(files)
-    return lines.select(_decoded(encoding), _source_file(), F.monotonically_increasing_id().alias(POS))
+    return lines.select(_decoded(encoding), _source_file(), F.monotonically_increasing_id().alias(POS),
+                        F.col("_metadata.file_block_start").alias(SPLIT))
 
 
 def _first_line(spark: SparkSession, file: str, encoding: str) -> str:
@@ -147,7 +183,8 @@ def _parse_json(lines: DataFrame, wanted: list[str]) -> DataFrame:
     # a blank line parses to null; a broken one fills the corrupt column; a JSON array is not a record either
     malformed = F.col("_parsed").isNull() | F.col(f"_parsed.{_CORRUPT}").isNotNull()
     record = F.struct(*(F.col("_parsed").getField(c).alias(c) for c in wanted))
-    return df.select(T.RAW, T.SOURCE_FILE, malformed.alias(MALFORMED), POS, record.alias(REC))
+    return df.select(T.RAW, T.SOURCE_FILE, malformed.alias(MALFORMED), POS, SPLIT, F.lit(0).alias(HEADER),
+                     record.alias(REC))
 
 
 def _parse_delimited(lines: DataFrame, header: str | None, conf: SourceConf) -> DataFrame:
@@ -161,7 +198,9 @@ def _parse_delimited(lines: DataFrame, header: str | None, conf: SourceConf) -> 
     df = lines.withColumn("_parsed", F.from_csv(F.col(T.RAW), schema, options))
     malformed = (F.trim(F.col(T.RAW)) == "") | F.col(f"_parsed.{_CORRUPT}").isNotNull()
     record = F.struct(*(F.col("_parsed").getField(c).alias(c) for c in columns))
-    return df.select(T.RAW, T.SOURCE_FILE, malformed.alias(MALFORMED), POS, record.alias(REC))
+    header_lines = F.lit(0 if header is None else 1)
+    return df.select(T.RAW, T.SOURCE_FILE, malformed.alias(MALFORMED), POS, SPLIT, header_lines.alias(HEADER),
+                     record.alias(REC))
 
 
 def _read_parquet(spark: SparkSession, files: list[str]) -> DataFrame:
@@ -177,7 +216,10 @@ def _read_parquet(spark: SparkSession, files: list[str]) -> DataFrame:
         _source_file(),
         F.lit(False).alias(MALFORMED),
         F.monotonically_increasing_id().alias(POS),
+        F.lit(0).cast("long").alias(SPLIT),
+        F.lit(0).alias(HEADER),
         F.struct(*as_text).alias(REC),
+        (F.col("_metadata.row_index") + 1).alias(T.SOURCE_LINE),
     )
 
 

@@ -1,0 +1,137 @@
+"""Raw -> bronze -> silver at scale, beside the I/O floor, on generated raw logs (`lakerec.etl.rawlogs`).
+
+    .venv/bin/python benchmarks/etl.py [--sizes 1M,10M] [--files 8] [--gzip] [--work DIR] [--driver-memory 8g]
+
+For each size: generate the raw JSON lines (not timed), then time
+- floor: Spark reads the same raw files once (as text) and writes them once as Parquet;
+- etl: the real ingest and silver jobs (`jobs.ingest.run`, `jobs.silver.run`) into a fresh lake.
+Prints events/s, the peak memory of the whole process tree (this Python process, the Spark JVM and its Python
+workers, sampled every 0.2 s) and the ETL/floor time ratio. The last line is `etl_ratio_to_floor@<size>=<x>`
+for the largest size. Goals: ratio <= 2.5, the 10M time within 12x the 1M time, 10M within 24 GiB on 2 cores.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # jobs/ lives beside lib/, like under `python -m`
+
+import jobs.ingest  # noqa: E402
+import jobs.silver  # noqa: E402
+from lakerec.config import load_config  # noqa: E402
+from lakerec.context import StageContext  # noqa: E402
+from lakerec.etl.rawlogs import RawLogSpec, generate_raw_logs  # noqa: E402
+from lakerec.lake import Lake  # noqa: E402
+from lakerec.spark import get_spark  # noqa: E402
+
+
+class PeakMemory:
+    """Peak resident memory (bytes) of this process and all its descendants, sampled in a thread."""
+
+    def __init__(self, interval: float = 0.2):
+        self.interval, self.peak = interval, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for p in [me, *me.children(recursive=True)]:
+                try:
+                    total += p.memory_info().rss
+                except psutil.NoSuchProcess:
+                    pass
+            self.peak = max(self.peak, total)
+            self._stop.wait(self.interval)
+
+
+def parse_size(text: str) -> int:
+    text = text.strip().upper()
+    scale = {"K": 1_000, "M": 1_000_000}.get(text[-1], 1)
+    return int(float(text.rstrip("KM")) * scale)
+
+
+def timed(fn) -> tuple[float, int, object]:
+    with PeakMemory() as mem:
+        start = time.perf_counter()
+        out = fn()
+        seconds = time.perf_counter() - start
+    return seconds, mem.peak, out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1M,10M", help="comma-separated event counts, e.g. 100K,1M,10M")
+    parser.add_argument("--files", type=int, default=8, help="raw files per size")
+    parser.add_argument("--gzip", action="store_true", help="gzip the raw files")
+    parser.add_argument("--work", default=None, help="scratch folder (default: a temporary one, removed after)")
+    parser.add_argument("--driver-memory", default="8g", help="Spark driver (local mode: all of Spark) heap")
+    args = parser.parse_args()
+    work = Path(args.work or tempfile.mkdtemp(prefix="lakerec-etl-bench-"))
+    sizes = [parse_size(s) for s in args.sizes.split(",")]
+    cfg = load_config("local", [f"lake.root={work / 'lake'}", "spark.master=local[2]",
+                                f"spark.extra={{spark.driver.memory: '{args.driver_memory}'}}"],
+                      conf_dir=REPO / "conf")
+    spark = get_spark(cfg)
+    print(f"cores={os.cpu_count()} spark={spark.sparkContext.master} driver_memory={args.driver_memory} "
+          f"files={args.files} gzip={args.gzip}")
+    print(f"{'events':>10} {'floor_s':>8} {'etl_s':>8} {'ingest_s':>8} {'silver_s':>8} {'etl_ev/s':>10} "
+          f"{'floor_ev/s':>10} {'peak_GiB':>8} {'ratio':>6}")
+    results = {}
+    try:
+        for n in sizes:
+            raw = work / f"raw-{n}"
+            if not raw.exists():
+                generate_raw_logs(RawLogSpec(events=n, files=args.files, gzip=args.gzip), raw)
+            files = sorted(str(p) for p in raw.iterdir())
+            floor_out = work / f"floor-{n}"
+            floor_s, floor_mem, _ = timed(lambda: spark.read.text(files).write.mode("overwrite").parquet(str(floor_out)))
+            shutil.rmtree(floor_out)
+            root = work / f"lake-{n}"
+            run_cfg = load_config("local", [f"lake.root={root}", f"input.events.path={raw}",
+                                            "spark.master=local[2]"], conf_dir=REPO / "conf")
+            lake = Lake(run_cfg.lake.root, spark, run_cfg.lake.engine)
+            ingest_s, ingest_mem, ingested = timed(
+                lambda: jobs.ingest.run(StageContext(run_cfg, spark, lake, "ingest", "bench")))
+            silver_s, silver_mem, _ = timed(lambda: jobs.silver.run(StageContext(run_cfg, spark, lake, "silver", "bench")))
+            assert ingested.metrics["rows_read"] == n, ingested.metrics
+            etl_s = ingest_s + silver_s
+            peak = max(floor_mem, ingest_mem, silver_mem) / 2**30
+            results[n] = (floor_s, etl_s)
+            print(f"{n:>10} {floor_s:>8.1f} {etl_s:>8.1f} {ingest_s:>8.1f} {silver_s:>8.1f} {n / etl_s:>10.0f} "
+                  f"{n / floor_s:>10.0f} {peak:>8.2f} {etl_s / floor_s:>6.2f}", flush=True)
+            shutil.rmtree(root)
+    finally:
+        spark.stop()
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+    if len(sizes) > 1:
+        small, big = min(sizes), max(sizes)
+        print(f"time_scaling {big}/{small} events: {results[big][1] / results[small][1]:.1f}x "
+              f"for {big / small:.0f}x the events")
+    big = max(sizes)
+    label = f"{big // 1_000_000}M" if big % 1_000_000 == 0 else str(big)
+    print(f"etl_ratio_to_floor@{label}={results[big][1] / results[big][0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
