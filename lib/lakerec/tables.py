@@ -4,6 +4,8 @@ BRONZE_EVENTS = "bronze.events"
 BRONZE_QUARANTINE = "bronze.quarantine"
 SILVER_EVENTS = "silver.events"
 SILVER_SESSIONS = "silver.sessions"
+SILVER_BATCHES = "silver.batches"  # bronze batch ids silver has processed
+SILVER_QUALITY = "silver.quality"  # one row per silver run and quality metric
 SILVER_ITEMS = "silver.items"
 SILVER_ITEM_INDEX = "silver.item_index"
 SILVER_SEQUENCES = "silver.sequences"
@@ -23,12 +25,18 @@ DT = "dt"  # event date (UTC), partition column of silver.events
 # lineage columns stamped at ingest
 BATCH_ID = "batch_id"
 SOURCE_FILE = "source_file"
+SOURCE_LINE = "source_line"
 INGESTED_AT = "ingested_at"
 
 # quarantine
 RAW = "raw"
 REASON = "reason"
 SOURCE = "source"  # "events" | "items"
+
+# silver.batches and silver.quality
+PROCESSED_AT = "processed_at"
+METRIC = "metric"
+DETAIL = "detail"
 
 # items
 TITLE = "title"
