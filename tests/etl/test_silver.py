@@ -1,17 +1,22 @@
 """Silver: clean, dedupe and sessionize on tiny hand-made frames, and the accounting on the demo lake."""
 import hashlib
 import hmac
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
+import pytest
 from pyspark.sql import functions as F
+
+import jobs.silver
 
 from lakerec import tables as T
 from lakerec.etl.clean import clean, content_hash, normalise
 from lakerec.etl.dedupe import dedupe
 from lakerec.etl.ingest import BRONZE_EVENT_COLUMNS as INGEST_COLUMNS
-from lakerec.etl.pseudonym import hmac_sha256, pseudonym
+from lakerec.config import ConfigError, load_config
+from lakerec.etl.pseudonym import PseudonymKeyError, hmac_sha256, load_key, pseudonym
 from lakerec.etl.sessionize import sessionize, sessions
 from lakerec.etl.silver import SILVER_EVENT_COLUMNS
+from tests.conftest import CONF_DIR
 from tests.etl.conftest import etl_cfg
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
@@ -171,3 +176,29 @@ def test_demo_silver_keeps_exactly_the_clean_events(demo_lake):
     sess = demo_lake.lake.read(T.SILVER_SESSIONS)
     assert sess.agg(F.sum("n_events")).first()[0] == made["clean_events"]
     assert events.select(T.SESSION_ID).distinct().join(sess, T.SESSION_ID, "left_anti").count() == 0
+
+
+def test_a_missing_key_stops_the_cluster_profile(tmp_path, monkeypatch):
+    monkeypatch.delenv("LAKEREC_PSEUDO_KEY", raising=False)
+    cfg = load_config("cluster", [f"lake.root={tmp_path}", f"etl.pseudonymise.key_dir={tmp_path / 'keys'}"],
+                      conf_dir=CONF_DIR)
+    with pytest.raises(PseudonymKeyError, match="LAKEREC_PSEUDO_KEY or etl.pseudonymise.key_file"):
+        load_key(cfg.etl.pseudonymise, str(tmp_path))
+    monkeypatch.setenv("LAKEREC_PSEUDO_KEY", "from-env")
+    assert load_key(cfg.etl.pseudonymise, str(tmp_path)) == b"from-env"
+    monkeypatch.delenv("LAKEREC_PSEUDO_KEY")
+    secret = tmp_path / "secret"
+    secret.write_text("from-file\n")
+    on_file = cfg.etl.pseudonymise.model_copy(update={"key_file": str(secret)})
+    assert load_key(on_file, str(tmp_path)) == b"from-file"
+    assert not (tmp_path / "keys").exists()  # nothing generated
+
+
+def test_rebuild_option_validates_the_range(tmp_path):
+    cfg = load_config("test", [f"lake.root={tmp_path}", "silver.rebuild=2026-11-01:2026-11-03"], conf_dir=CONF_DIR)
+    assert cfg.silver.rebuild_range == (date(2026, 11, 1), date(2026, 11, 3))
+    assert load_config("test", [f"lake.root={tmp_path}", "silver.rebuild=2026-11-02"],
+                       conf_dir=CONF_DIR).silver.rebuild_range == (date(2026, 11, 2), date(2026, 11, 2))
+    with pytest.raises(ConfigError, match="FROM is after TO"):
+        load_config("test", [f"lake.root={tmp_path}", "silver.rebuild=2026-11-03:2026-11-01"], conf_dir=CONF_DIR)
+    assert jobs.silver.OPTIONS[0].override("2026-11-01:2026-11-03") == "silver.rebuild=2026-11-01:2026-11-03"

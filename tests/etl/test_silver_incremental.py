@@ -14,12 +14,14 @@ import jobs.silver
 from lakerec import tables as T
 from lakerec.config import load_config
 from lakerec.context import run_stage
-from lakerec.etl.pseudonym import PseudonymKeyError, generated_key_path, load_key, pseudonym
+from lakerec.etl.pseudonym import generated_key_path, load_key, pseudonym
 from lakerec.etl.quality import QualityGateError
 from lakerec.lake import Lake
 from tests.conftest import CONF_DIR
 from tests.etl.conftest import run_job
 from tests.etl.test_silver import BRONZE_EVENT_COLUMNS, COLUMN_TYPES
+
+pytestmark = pytest.mark.slow  # eight silver runs on one lake: about a minute on 2 idle cores
 
 D1, D2, D3, D8 = date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 3), date(2026, 11, 8)
 
@@ -218,31 +220,3 @@ def test_user_ids_are_keyed_pseudonyms(history):
     assert history.key == load_key(history.cfg.etl.pseudonymise, history.lake.root)  # one key per lake, kept
     path = generated_key_path(history.cfg.etl.pseudonymise, history.lake.root)
     assert path.stat().st_mode & 0o777 == 0o600 and str(path).startswith(str(history.cfg.etl.pseudonymise.key_dir))
-
-
-def test_a_missing_key_stops_the_cluster_profile(tmp_path, monkeypatch):
-    monkeypatch.delenv("LAKEREC_PSEUDO_KEY", raising=False)
-    cfg = load_config("cluster", [f"lake.root={tmp_path}", f"etl.pseudonymise.key_dir={tmp_path / 'keys'}"],
-                      conf_dir=CONF_DIR)
-    with pytest.raises(PseudonymKeyError, match="LAKEREC_PSEUDO_KEY or etl.pseudonymise.key_file"):
-        load_key(cfg.etl.pseudonymise, str(tmp_path))
-    monkeypatch.setenv("LAKEREC_PSEUDO_KEY", "from-env")
-    assert load_key(cfg.etl.pseudonymise, str(tmp_path)) == b"from-env"
-    monkeypatch.delenv("LAKEREC_PSEUDO_KEY")
-    secret = tmp_path / "secret"
-    secret.write_text("from-file\n")
-    on_file = cfg.etl.pseudonymise.model_copy(update={"key_file": str(secret)})
-    assert load_key(on_file, str(tmp_path)) == b"from-file"
-    assert not (tmp_path / "keys").exists()  # nothing generated
-
-
-def test_rebuild_option_validates_the_range(tmp_path):
-    from lakerec.config import ConfigError
-
-    cfg = load_config("test", [f"lake.root={tmp_path}", "silver.rebuild=2026-11-01:2026-11-03"], conf_dir=CONF_DIR)
-    assert cfg.silver.rebuild_range == (D1, D3)
-    assert load_config("test", [f"lake.root={tmp_path}", "silver.rebuild=2026-11-02"],
-                       conf_dir=CONF_DIR).silver.rebuild_range == (D2, D2)
-    with pytest.raises(ConfigError, match="FROM is after TO"):
-        load_config("test", [f"lake.root={tmp_path}", "silver.rebuild=2026-11-03:2026-11-01"], conf_dir=CONF_DIR)
-    assert jobs.silver.OPTIONS[0].override("2026-11-01:2026-11-03") == "silver.rebuild=2026-11-01:2026-11-03"

@@ -44,8 +44,8 @@ def normalise(events: DataFrame, etl: EtlConf, key: bytes | None = None) -> Data
     mapped through etl.event_type_map; user ids replaced by their HMAC when a key is given; an event_id for
     every row (a content hash when none came, taken after pseudonymising so it does not carry the raw id)."""
     ids = (T.EVENT_ID, T.USER_ID, T.ITEM_ID)
-    df = events.withColumn("_ids", _nfc(*(F.trim(c) for c in ids))).select(
-        *(F.col(f"_ids.{c}").alias(c) if c in ids else F.col(c) for c in events.columns))
+    trimmed = events.select(*(F.trim(c).alias(c) if c in ids else F.col(c) for c in events.columns))
+    df = _nfc_ids(trimmed, ids)
     df = df.select(*(F.lower(c).alias(c) if c in etl.lowercase_ids else F.col(c) for c in df.columns))
     event_type = F.lower(F.trim(T.EVENT_TYPE))
     if etl.event_type_map:
@@ -59,9 +59,20 @@ def normalise(events: DataFrame, etl: EtlConf, key: bytes | None = None) -> Data
     return df.withColumn(T.EVENT_ID, F.coalesce(given, content_hash()))
 
 
+def _nfc_ids(df: DataFrame, ids: tuple[str, ...]) -> DataFrame:
+    """NFC-normalised ids. ASCII text is already NFC, so only rows with other characters go through Python
+    (Spark SQL has no Unicode normaliser); the rest never leave the JVM."""
+    ascii_only = F.lit(True)
+    for c in ids:
+        ascii_only = ascii_only & F.coalesce(~F.col(c).rlike("[^\\x00-\\x7F]"), F.lit(True))
+    other = df.where(~ascii_only).withColumn("_ids", _nfc(*ids)).select(
+        *(F.col(f"_ids.{c}").alias(c) if c in ids else F.col(c) for c in df.columns))
+    return df.where(ascii_only).unionByName(other)
+
+
 @F.pandas_udf(StructType([StructField(c, StringType()) for c in (T.EVENT_ID, T.USER_ID, T.ITEM_ID)]))
 def _nfc(event_id: pd.Series, user_id: pd.Series, item_id: pd.Series) -> pd.DataFrame:
-    """Unicode NFC (Spark SQL has no normaliser): one Arrow round trip for the three ids."""
+    """Unicode NFC of the three ids in one Arrow round trip."""
     return pd.DataFrame({T.EVENT_ID: event_id.str.normalize("NFC"), T.USER_ID: user_id.str.normalize("NFC"),
                          T.ITEM_ID: item_id.str.normalize("NFC")})
 
