@@ -106,7 +106,9 @@ def _report(ctx: StageContext, metrics: dict[str, float], gates: list) -> None:
     mlflow.log_metrics({f"quality.{k}": float(v) for k, v in metrics.items()})
     mlflow.log_metrics({f"quality.gate.{g.gate}": float(g.failed) for g in gates})
     mlflow.set_tag("lakerec.quality.gates", "; ".join(g.describe() for g in gates))
-    mlflow.log_figure(Q.figure(metrics), "quality/silver_quality.png")
+    fig = Q.figure(metrics)
+    mlflow.log_figure(fig, "quality/silver_quality.png")
+    Q.close(fig)
 
 
 main = job_main("silver", run, __doc__, options=OPTIONS)

@@ -131,6 +131,11 @@ class EtlConf(_Strict):
     gates: GatesConf = GatesConf()
     pseudonymise: PseudonymiseConf = PseudonymiseConf()
 
+    @property
+    def accepted_event_types(self) -> list[str]:
+        """What ingest may let through: the vocabulary and the source types silver maps onto it."""
+        return [*self.event_types, *self.event_type_map]
+
     @model_validator(mode="after")
     def _mapped_types_known(self) -> "EtlConf":
         unknown = sorted(set(self.event_type_map.values()) - set(self.event_types))

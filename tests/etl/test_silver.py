@@ -202,3 +202,10 @@ def test_rebuild_option_validates_the_range(tmp_path):
     with pytest.raises(ConfigError, match="FROM is after TO"):
         load_config("test", [f"lake.root={tmp_path}", "silver.rebuild=2026-11-03:2026-11-01"], conf_dir=CONF_DIR)
     assert jobs.silver.OPTIONS[0].override("2026-11-01:2026-11-03") == "silver.rebuild=2026-11-01:2026-11-03"
+
+
+def test_event_type_map_targets_the_vocabulary_and_widens_what_ingest_accepts(tmp_path):
+    cfg = load_config("test", [f"lake.root={tmp_path}", "etl.event_type_map={pageview: view}"], conf_dir=CONF_DIR)
+    assert cfg.etl.accepted_event_types == [*cfg.etl.event_types, "pageview"]
+    with pytest.raises(ConfigError, match="not in event_types"):
+        load_config("test", [f"lake.root={tmp_path}", "etl.event_type_map={pageview: glance}"], conf_dir=CONF_DIR)

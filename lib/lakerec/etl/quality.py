@@ -105,3 +105,10 @@ def figure(metrics: dict[str, float]):
     right.set_title("distributions (p50 p90 p99 max)")
     fig.tight_layout()
     return fig
+
+
+def close(fig) -> None:
+    """Free a figure from `figure` (pyplot keeps every open figure alive)."""
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
