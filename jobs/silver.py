@@ -30,10 +30,10 @@ def run(ctx: StageContext) -> StageResult:
     etl = cfg.etl
     key = load_key(etl.pseudonymise, lake.root) if etl.pseudonymise.enabled else None
     published = _column_set(lake, T.SILVER_BATCHES, T.BATCH_ID)
-    batches = _column_set(lake, T.BRONZE_EVENTS, T.BATCH_ID)
+    bronze = lake.read(T.BRONZE_EVENTS)  # one snapshot for the batch list and the rows
+    batches = {r[0] for r in bronze.select(T.BATCH_ID).distinct().collect()}
     silver = lake.read(T.SILVER_EVENTS) if lake.exists(T.SILVER_EVENTS) else None
     published_days = {r[0] for r in silver.select(T.DT).distinct().collect()} if silver is not None else set()
-    bronze = lake.read(T.BRONZE_EVENTS)
     rebuild = cfg.silver.rebuild_range
     touched = touched_days(bronze, tuple(sorted(batches - published)), etl) if rebuild is None else set()
     plan = plan_run(batches, published, touched, published_days, rebuild)
@@ -52,7 +52,7 @@ def run(ctx: StageContext) -> StageResult:
         metrics = {"rows.in": rows_in, "rows.out": rows_out, "sessions": n_sessions,
                    **{f"dropped.{reason}": n for reason, n in drops.items()},
                    "share.dropped": Q.share(sum(drops.values()), rows_in),
-                   **_batch_shares(ctx, plan, events, published_days),
+                   **_batch_shares(ctx, plan, bronze, events, published_days),
                    **Q.null_rates(events), **Q.shape_metrics(events, sessions)}
         gates = Q.check_gates(metrics, etl.gates)
         _report(ctx, metrics, gates)
@@ -82,11 +82,11 @@ def _column_set(lake, table: str, column: str) -> set:
     return {r[0] for r in lake.read(table).select(column).distinct().collect()}
 
 
-def _batch_shares(ctx: StageContext, plan, events, published_days) -> dict[str, float]:
+def _batch_shares(ctx: StageContext, plan, bronze, events, published_days) -> dict[str, float]:
     """Of the new batches: quarantined / rows read at ingest, and events landing on already published days."""
     new = list(plan.new_batches)
     lake = ctx.lake
-    in_bronze = lake.read(T.BRONZE_EVENTS).where(F.col(T.BATCH_ID).isin(new)).count() if new else 0
+    in_bronze = bronze.where(F.col(T.BATCH_ID).isin(new)).count() if new else 0
     quarantined = 0
     if new and lake.exists(T.BRONZE_QUARANTINE):
         quarantined = lake.read(T.BRONZE_QUARANTINE).where(
