@@ -14,6 +14,7 @@ import time
 
 import pandas as pd
 from pyspark.sql import functions as F
+from pyspark.sql.types import StringType
 
 from lakerec.config import load_config
 from lakerec.etl.pseudonym import hmac_sha256
@@ -22,7 +23,7 @@ from lakerec.spark import get_spark
 KEY = b"benchmark-key-not-a-secret"
 
 
-@F.pandas_udf("string")
+@F.pandas_udf(StringType())
 def hmac_udf(ids: pd.Series) -> pd.Series:
     return ids.map(lambda u: hmac.new(KEY, u.encode(), hashlib.sha256).hexdigest())
 
