@@ -25,7 +25,7 @@ def run(ctx: StageContext) -> StageResult:
         return StageResult(metrics={"files_new": 0, "files_skipped": len(listed), "rows_read": 0},
                            skipped=f"no new input files ({len(listed)} already ingested)")
     raw = read_source(ctx.spark, new, source, wanted_columns(source, CONTRACT_EVENT_FIELDS)).persist()
-    validated = validate_events(raw, source, cfg.etl.accepted_event_types).persist()
+    validated = validate_events(raw, source, cfg.etl.event_types).persist()
     try:
         rows_read = raw.count()
         rows_bronze, counts = account(rows_read, validated, "ingest")

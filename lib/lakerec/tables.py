@@ -25,7 +25,7 @@ DT = "dt"  # event date (UTC), partition column of silver.events
 # lineage columns stamped at ingest
 BATCH_ID = "batch_id"
 SOURCE_FILE = "source_file"
-SOURCE_LINE = "source_line"
+SOURCE_LINE = "source_line"  # 1-based line of a text file, 1-based row of a Parquet file
 INGESTED_AT = "ingested_at"
 
 # quarantine
