@@ -13,7 +13,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CONTRACT_EVENT_FIELDS = ("event_id", "user_id", "item_id", "event_type", "ts", "session_id", "user_agent", "value")
 CONTRACT_ITEM_FIELDS = ("item_id", "title", "description", "categories")
@@ -115,14 +115,70 @@ def _check_fields(v: SourceConf, allowed: tuple[str, ...]) -> SourceConf:
     return v
 
 
+class GatesConf(_Strict):
+    """Silver refuses to publish a run whose shares exceed these (1.0 disables a gate)."""
+
+    max_quarantine_share: float = Field(0.05, ge=0, le=1)
+    max_drop_share: float = Field(0.5, ge=0, le=1)
+    max_late_share: float = Field(1.0, ge=0, le=1)
+
+
+class PseudonymiseConf(_Strict):
+    enabled: bool = True
+    key_file: str | None = None      # a secret file holding the key (LAKEREC_PSEUDO_KEY wins over it)
+    generate_key: bool = True        # no key given: generate one per lake under key_dir (never in cluster runs)
+    key_dir: str = "~/.config/lakerec/keys"
+
+
 class EtlConf(_Strict):
     event_types: list[str] = Field(min_length=1)
+    event_type_map: dict[str, str] = {}
+    lowercase_ids: list[Literal["event_id", "user_id", "item_id"]] = []
     valid_from: str = "1995-01-01T00:00:00Z"
     max_future_minutes: int = Field(60, ge=0)
     bot_user_agent_patterns: list[str] = []
     bot_max_events_per_minute: int = Field(30, ge=1)
     retry_window_seconds: int = Field(10, ge=0)
     session_gap_minutes: int = Field(30, ge=1)
+    gates: GatesConf = GatesConf()
+    pseudonymise: PseudonymiseConf = PseudonymiseConf()
+
+    @property
+    def accepted_event_types(self) -> list[str]:
+        """What ingest may let through: the vocabulary and the source types silver maps onto it."""
+        return [*self.event_types, *self.event_type_map]
+
+    @model_validator(mode="after")
+    def _mapped_types_known(self) -> "EtlConf":
+        unknown = sorted(set(self.event_type_map.values()) - set(self.event_types))
+        if unknown:
+            raise ValueError(f"event_type_map maps to {unknown}, which are not in event_types {self.event_types}")
+        return self
+
+
+class SilverConf(_Strict):
+    rebuild: str | None = None  # "FROM:TO" (UTC dates, inclusive) or one date: recompute exactly that range
+
+    @field_validator("rebuild", mode="before")
+    @classmethod
+    def _range(cls, v):
+        if v is None or isinstance(v, date):
+            return None if v is None else f"{v}:{v}"
+        first, _, last = str(v).partition(":")
+        try:
+            lo, hi = date.fromisoformat(first.strip()), date.fromisoformat((last or first).strip())
+        except ValueError:
+            raise ValueError(f"{v!r} is not FROM:TO with ISO dates, e.g. 2026-11-01:2026-11-03") from None
+        if lo > hi:
+            raise ValueError(f"{v!r}: FROM is after TO")
+        return f"{lo}:{hi}"
+
+    @property
+    def rebuild_range(self) -> tuple[date, date] | None:
+        if self.rebuild is None:
+            return None
+        lo, hi = self.rebuild.split(":")
+        return date.fromisoformat(lo), date.fromisoformat(hi)
 
 
 class SequencesConf(_Strict):
@@ -164,6 +220,7 @@ class Config(_Strict):
     demo: DemoConf
     input: InputConf = InputConf()
     etl: EtlConf
+    silver: SilverConf = SilverConf()
     sequences: SequencesConf = SequencesConf()
     train: TrainConf = TrainConf()
     evaluate: EvaluateConf = EvaluateConf()

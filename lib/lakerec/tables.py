@@ -4,6 +4,8 @@ BRONZE_EVENTS = "bronze.events"
 BRONZE_QUARANTINE = "bronze.quarantine"
 SILVER_EVENTS = "silver.events"
 SILVER_SESSIONS = "silver.sessions"
+SILVER_BATCHES = "silver.batches"  # bronze batch ids silver has processed
+SILVER_QUALITY = "silver.quality"  # one row per silver run and quality metric
 SILVER_ITEMS = "silver.items"
 SILVER_ITEM_INDEX = "silver.item_index"
 SILVER_SEQUENCES = "silver.sequences"
@@ -30,6 +32,11 @@ INGESTED_AT = "ingested_at"
 RAW = "raw"
 REASON = "reason"
 SOURCE = "source"  # "events" | "items"
+
+# silver.batches and silver.quality
+PROCESSED_AT = "processed_at"
+METRIC = "metric"
+DETAIL = "detail"
 
 # items
 TITLE = "title"

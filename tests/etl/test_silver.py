@@ -1,31 +1,42 @@
 """Silver: clean, dedupe and sessionize on tiny hand-made frames, and the accounting on the demo lake."""
 import hashlib
-from datetime import datetime, timedelta, timezone
+import hmac
+from datetime import date, datetime, timedelta, timezone
 
+import pytest
 from pyspark.sql import functions as F
+
+import jobs.silver
 
 from lakerec import tables as T
 from lakerec.etl.clean import clean, content_hash, normalise
 from lakerec.etl.dedupe import dedupe
-from lakerec.etl.ingest import BRONZE_EVENT_COLUMNS
+from lakerec.etl.ingest import BRONZE_EVENT_COLUMNS as INGEST_COLUMNS
+from lakerec.config import ConfigError, load_config
+from lakerec.etl.pseudonym import PseudonymKeyError, hmac_sha256, load_key, pseudonym
 from lakerec.etl.sessionize import sessionize, sessions
 from lakerec.etl.silver import SILVER_EVENT_COLUMNS
+from tests.conftest import CONF_DIR
 from tests.etl.conftest import etl_cfg
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
 T0 = datetime(2026, 11, 20, 9, tzinfo=timezone.utc)
-BRONZE_SCHEMA = ("event_id string, user_id string, item_id string, event_type string, ts timestamp, value double, "
-                 "session_id string, user_agent string, batch_id string, source_file string, ingested_at timestamp")
+COLUMN_TYPES = {"event_id": "string", "user_id": "string", "item_id": "string", "event_type": "string",
+                "ts": "timestamp", "value": "double", "session_id": "string", "user_agent": "string",
+                "batch_id": "string", "source_file": "string", "source_line": "long", "ingested_at": "timestamp"}
+# bronze's columns, with source_line wherever ingest does not record it yet
+BRONZE_EVENT_COLUMNS = (*INGEST_COLUMNS, *((T.SOURCE_LINE,) if T.SOURCE_LINE not in INGEST_COLUMNS else ()))
 
 
 def bronze(spark, *events):
     """bronze.events rows from dicts: user u1, item i1, a view at T0 by a browser, unless said otherwise."""
     defaults = {"event_id": None, "user_id": "u1", "item_id": "i1", "event_type": "view", "ts": T0, "value": None,
                 "session_id": None, "user_agent": "Mozilla/5.0", "batch_id": "b1", "source_file": "f1",
-                "ingested_at": NOW}
-    rows = [tuple({**defaults, "event_id": f"e{n}", **e}[c] for c in BRONZE_EVENT_COLUMNS)
+                "source_line": None, "ingested_at": NOW}
+    rows = [tuple({**defaults, "event_id": f"e{n}", "source_line": n, **e}[c] for c in BRONZE_EVENT_COLUMNS)
             for n, e in enumerate(events)]
-    return spark.createDataFrame(rows, BRONZE_SCHEMA)
+    schema = ", ".join(f"{c} {COLUMN_TYPES[c]}" for c in BRONZE_EVENT_COLUMNS)
+    return spark.createDataFrame(rows, schema)
 
 
 def ids(df):
@@ -45,6 +56,9 @@ def test_clean_normalises_and_drops_impossible_times_and_bots(spark, tmp_path):
     df = bronze(
         spark,
         {"event_id": " ok ", "user_id": " u1 ", "event_type": " VIEW "},
+        {"event_id": "nfc", "user_id": "jose\u0301", "item_id": "I-9", "event_type": "PageView", "ts": at(150)},
+        # 31 events within 45 s across a minute boundary: 7 in one calendar minute, 24 in the next: a bot
+        *({"event_id": f"edge{n}", "user_id": "u5", "ts": at(1, 50 + 1.5 * n)} for n in range(31)),
         {"event_id": "old", "ts": datetime(1994, 12, 31, tzinfo=timezone.utc)},
         {"event_id": "soon", "ts": NOW + timedelta(minutes=59)},
         {"event_id": "late", "ts": NOW + timedelta(minutes=61)},
@@ -53,21 +67,28 @@ def test_clean_normalises_and_drops_impossible_times_and_bots(spark, tmp_path):
         {"event_id": "fast-later", "user_id": "u3", "ts": at(minutes=120)},  # a calm minute of a bot user
         *({"event_id": f"busy{n}", "user_id": "u4", "ts": at(seconds=2 * n)} for n in range(30)),  # 30: allowed
     )
+    etl = etl.model_copy(update={"event_type_map": {" pageview ": "view"}, "lowercase_ids": ["item_id"]})
     split = clean(df, etl)
-    assert ids(split.kept) == sorted(["ok", "soon", *(f"busy{n}" for n in range(30))])
+    assert ids(split.kept) == sorted(["ok", "nfc", "soon", *(f"busy{n}" for n in range(30))])
     assert reasons(split) == sorted([("old", "out_of_window"), ("late", "out_of_window"), ("crawler", "bot"),
-                                     ("fast-later", "bot"), *((f"fast{n}", "bot") for n in range(31))])
+                                     ("fast-later", "bot"), *((f"fast{n}", "bot") for n in range(31)),
+                                     *((f"edge{n}", "bot") for n in range(31))])
     ok = split.kept.where(F.col(T.EVENT_ID) == "ok").first()
     assert (ok.user_id, ok.event_type) == ("u1", "view")
+    nfc = split.kept.where(F.col(T.EVENT_ID) == "nfc").first()
+    assert (nfc.user_id, nfc.item_id, nfc.event_type) == ("jos\u00e9", "i-9", "view")
     assert split.kept.count() + split.dropped.count() == df.count()
 
 
-def test_events_without_id_get_the_same_content_hash(spark):
-    df = normalise(bronze(spark, {"event_id": ""}, {"event_id": None}, {"event_id": None, "item_id": "i2"}))
+def test_events_without_id_get_the_same_content_hash(spark, tmp_path):
+    etl = etl_cfg(tmp_path).etl
+    df = normalise(bronze(spark, {"event_id": ""}, {"event_id": None}, {"event_id": None, "item_id": "i2"}), etl)
     got = [r[0] for r in df.select(T.EVENT_ID).collect()]
     assert got[0] == got[1] != got[2] and len(got[0]) == 32
-    again = normalise(bronze(spark, {"event_id": None})).select(content_hash()).first()[0]
+    again = normalise(bronze(spark, {"event_id": None}), etl).select(content_hash()).first()[0]
     assert again == got[0]
+    keyed = normalise(bronze(spark, {"event_id": None}), etl, key=b"k").first()
+    assert keyed.user_id == pseudonym("u1", b"k") and keyed.event_id != got[0]  # the hash never sees the raw id
 
 
 def test_dedupe_duplicates_and_retries(spark):
@@ -86,6 +107,29 @@ def test_dedupe_duplicates_and_retries(spark):
     assert reasons(split) == [("a", "duplicate_event_id"), ("b", "client_retry"), ("c", "client_retry")]
     assert split.kept.where(F.col(T.EVENT_ID) == "a").first().source_file == "f1"  # the first delivery stays
     assert ids(dedupe(df, retry_window_seconds=0).kept) == ["a", "b", "c", "d", "e", "f"]
+
+
+def test_a_late_redelivery_of_a_published_event_is_a_duplicate_across_batches(spark):
+    df = bronze(
+        spark,
+        {"event_id": "a", "batch_id": "b1"},
+        {"event_id": "a", "batch_id": "b2", "ingested_at": NOW + timedelta(days=1)},  # b1 is in silver already
+        {"event_id": "x", "batch_id": "b2", "ts": at(5), "ingested_at": NOW + timedelta(days=1)},
+        {"event_id": "x", "batch_id": "b2", "ts": at(5), "ingested_at": NOW + timedelta(days=1), "source_line": 9},
+        {"event_id": "r", "batch_id": "b2", "ts": at(seconds=4), "ingested_at": NOW + timedelta(days=1)},
+    )
+    split = dedupe(df, retry_window_seconds=10, published_batches=["b1"])
+    assert ids(split.kept) == ["a", "x"]
+    assert reasons(split) == [("a", "duplicate_across_batches"), ("r", "client_retry"), ("x", "duplicate_event_id")]
+    assert split.kept.where(F.col(T.EVENT_ID) == "x").first().source_line == 2  # file order picks the survivor
+
+
+def test_hmac_in_spark_sql_equals_pythons_hmac(spark):
+    users = ["u1", "", "jos\u00e9", "\U0001f600 emoji", "x" * 300]
+    df = spark.createDataFrame([(u,) for u in users] + [(None,)], "u string")
+    for key in (b"secret", b"k" * 64, b"long" * 40):  # shorter than, equal to and longer than the 64-byte block
+        got = [r[0] for r in df.select(hmac_sha256(F.col("u"), key)).collect()]
+        assert got == [hmac.new(key, u.encode(), hashlib.sha256).hexdigest() for u in users] + [None]
 
 
 def test_sessions_split_on_inactivity_not_on_midnight(spark):
@@ -132,3 +176,36 @@ def test_demo_silver_keeps_exactly_the_clean_events(demo_lake):
     sess = demo_lake.lake.read(T.SILVER_SESSIONS)
     assert sess.agg(F.sum("n_events")).first()[0] == made["clean_events"]
     assert events.select(T.SESSION_ID).distinct().join(sess, T.SESSION_ID, "left_anti").count() == 0
+
+
+def test_a_missing_key_stops_the_cluster_profile(tmp_path, monkeypatch):
+    monkeypatch.delenv("LAKEREC_PSEUDO_KEY", raising=False)
+    cfg = load_config("cluster", [f"lake.root={tmp_path}", f"etl.pseudonymise.key_dir={tmp_path / 'keys'}"],
+                      conf_dir=CONF_DIR)
+    with pytest.raises(PseudonymKeyError, match="LAKEREC_PSEUDO_KEY or etl.pseudonymise.key_file"):
+        load_key(cfg.etl.pseudonymise, str(tmp_path))
+    monkeypatch.setenv("LAKEREC_PSEUDO_KEY", "from-env")
+    assert load_key(cfg.etl.pseudonymise, str(tmp_path)) == b"from-env"
+    monkeypatch.delenv("LAKEREC_PSEUDO_KEY")
+    secret = tmp_path / "secret"
+    secret.write_text("from-file\n")
+    on_file = cfg.etl.pseudonymise.model_copy(update={"key_file": str(secret)})
+    assert load_key(on_file, str(tmp_path)) == b"from-file"
+    assert not (tmp_path / "keys").exists()  # nothing generated
+
+
+def test_rebuild_option_validates_the_range(tmp_path):
+    cfg = load_config("test", [f"lake.root={tmp_path}", "silver.rebuild=2026-11-01:2026-11-03"], conf_dir=CONF_DIR)
+    assert cfg.silver.rebuild_range == (date(2026, 11, 1), date(2026, 11, 3))
+    assert load_config("test", [f"lake.root={tmp_path}", "silver.rebuild=2026-11-02"],
+                       conf_dir=CONF_DIR).silver.rebuild_range == (date(2026, 11, 2), date(2026, 11, 2))
+    with pytest.raises(ConfigError, match="FROM is after TO"):
+        load_config("test", [f"lake.root={tmp_path}", "silver.rebuild=2026-11-03:2026-11-01"], conf_dir=CONF_DIR)
+    assert jobs.silver.OPTIONS[0].override("2026-11-01:2026-11-03") == "silver.rebuild=2026-11-01:2026-11-03"
+
+
+def test_event_type_map_targets_the_vocabulary_and_widens_what_ingest_accepts(tmp_path):
+    cfg = load_config("test", [f"lake.root={tmp_path}", "etl.event_type_map={pageview: view}"], conf_dir=CONF_DIR)
+    assert cfg.etl.accepted_event_types == [*cfg.etl.event_types, "pageview"]
+    with pytest.raises(ConfigError, match="not in event_types"):
+        load_config("test", [f"lake.root={tmp_path}", "etl.event_type_map={pageview: glance}"], conf_dir=CONF_DIR)

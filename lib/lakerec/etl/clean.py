@@ -7,11 +7,14 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import NamedTuple
 
+import pandas as pd
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
 
 from lakerec import tables as T
 from lakerec.config import EtlConf
+from lakerec.etl.pseudonym import hmac_sha256
 
 OUT_OF_WINDOW = "out_of_window"
 BOT = "bot"
@@ -22,10 +25,10 @@ class Split(NamedTuple):
     dropped: DataFrame  # the dropped rows, with a `reason` column
 
 
-def clean(events: DataFrame, etl: EtlConf) -> Split:
-    """normalise -> drop events outside [valid_from, ingested_at + max_future_minutes] -> drop bots
-    (bot rates are counted over the events left in the window)."""
-    df = normalise(events)
+def clean(events: DataFrame, etl: EtlConf, key: bytes | None = None) -> Split:
+    """normalise (pseudonymising user ids with `key` unless None) -> drop events outside [valid_from,
+    ingested_at + max_future_minutes] -> drop bots (bot rates are counted over the events left in the window)."""
+    df = normalise(events, etl, key)
     columns = df.columns
     windowed = df.withColumn("_in_window", in_window(etl))
     checked = flag_bots(windowed.where("_in_window").select(*columns), etl)
@@ -36,13 +39,42 @@ def clean(events: DataFrame, etl: EtlConf) -> Split:
     return Split(kept, dropped)
 
 
-def normalise(events: DataFrame) -> DataFrame:
-    """Trimmed ids, lower-case event types, and an event_id for every row (a content hash when none came)."""
-    ids = (T.EVENT_ID, T.USER_ID, T.ITEM_ID, T.SESSION_ID)
+def normalise(events: DataFrame, etl: EtlConf, key: bytes | None = None) -> DataFrame:
+    """Ids trimmed, NFC-normalised and lower-cased where etl.lowercase_ids says; event types lower-cased and
+    mapped through etl.event_type_map; user ids replaced by their HMAC when a key is given; an event_id for
+    every row (a content hash when none came, taken after pseudonymising so it does not carry the raw id)."""
+    ids = (T.EVENT_ID, T.USER_ID, T.ITEM_ID)
     trimmed = events.select(*(F.trim(c).alias(c) if c in ids else F.col(c) for c in events.columns))
-    trimmed = trimmed.withColumn(T.EVENT_TYPE, F.lower(F.trim(T.EVENT_TYPE)))
+    df = _nfc_ids(trimmed, ids)
+    df = df.select(*(F.lower(c).alias(c) if c in etl.lowercase_ids else F.col(c) for c in df.columns))
+    event_type = F.lower(F.trim(T.EVENT_TYPE))
+    if etl.event_type_map:
+        mapping = F.create_map(*(F.lit(x) for k, v in sorted(etl.event_type_map.items())
+                                 for x in (k.strip().lower(), v)))
+        event_type = F.coalesce(mapping[event_type], event_type)
+    df = df.withColumn(T.EVENT_TYPE, event_type)
+    if key is not None:
+        df = df.withColumn(T.USER_ID, hmac_sha256(F.col(T.USER_ID), key))
     given = F.when(F.col(T.EVENT_ID) != "", F.col(T.EVENT_ID))
-    return trimmed.withColumn(T.EVENT_ID, F.coalesce(given, content_hash()))
+    return df.withColumn(T.EVENT_ID, F.coalesce(given, content_hash()))
+
+
+def _nfc_ids(df: DataFrame, ids: tuple[str, ...]) -> DataFrame:
+    """NFC-normalised ids. ASCII text is already NFC, so only rows with other characters go through Python
+    (Spark SQL has no Unicode normaliser); the rest never leave the JVM."""
+    ascii_only = F.lit(True)
+    for c in ids:
+        ascii_only = ascii_only & F.coalesce(~F.col(c).rlike("[^\\x00-\\x7F]"), F.lit(True))
+    other = df.where(~ascii_only).withColumn("_ids", _nfc(*ids)).select(
+        *(F.col(f"_ids.{c}").alias(c) if c in ids else F.col(c) for c in df.columns))
+    return df.where(ascii_only).unionByName(other)
+
+
+@F.pandas_udf(StructType([StructField(c, StringType()) for c in (T.EVENT_ID, T.USER_ID, T.ITEM_ID)]))
+def _nfc(event_id: pd.Series, user_id: pd.Series, item_id: pd.Series) -> pd.DataFrame:
+    """Unicode NFC of the three ids in one Arrow round trip."""
+    return pd.DataFrame({T.EVENT_ID: event_id.str.normalize("NFC"), T.USER_ID: user_id.str.normalize("NFC"),
+                         T.ITEM_ID: item_id.str.normalize("NFC")})
 
 
 def content_hash() -> Column:
@@ -62,12 +94,14 @@ def in_window(etl: EtlConf) -> Column:
 
 def flag_bots(df: DataFrame, etl: EtlConf) -> DataFrame:
     """Adds `_bot`: the user agent matches a bot pattern, or the user sent more than
-    etl.bot_max_events_per_minute events within one calendar minute (UTC) at any time."""
+    etl.bot_max_events_per_minute events within some 60 s (a sliding window ending at each of their events,
+    so a burst straddling a minute boundary counts whole)."""
     by_agent = F.lit(False)
     for pattern in etl.bot_user_agent_patterns:
         by_agent = by_agent | F.coalesce(F.col(T.USER_AGENT).rlike(pattern), F.lit(False))
-    minute = F.floor(F.unix_seconds(T.TS) / 60)
-    per_minute = df.withColumn("_per_minute", F.count(F.lit(1)).over(Window.partitionBy(T.USER_ID, minute)))
+    last_minute = (Window.partitionBy(T.USER_ID).orderBy(F.unix_micros(T.TS))
+                   .rangeBetween(-(60_000_000 - 1), Window.currentRow))
+    per_minute = df.withColumn("_per_minute", F.count(F.lit(1)).over(last_minute))
     busiest = F.max("_per_minute").over(Window.partitionBy(T.USER_ID))
     return per_minute.withColumn("_bot", by_agent | (busiest > etl.bot_max_events_per_minute)).drop("_per_minute")
 

@@ -5,6 +5,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from lakerec import tables as T
+from lakerec.etl.dedupe import file_order
 
 START_TS = "start_ts"
 END_TS = "end_ts"
@@ -16,7 +17,7 @@ def sessionize(events: DataFrame, gap_minutes: int) -> DataFrame:
     """Sets session_id: a user's next session starts after more than `gap_minutes` without events. Calendar days
     do not split sessions (one that crosses midnight stays one). The id hashes the user and the session's start
     time, so recomputing silver from the same events gives the same ids."""
-    by_time = Window.partitionBy(T.USER_ID).orderBy(T.TS, T.EVENT_ID)
+    by_time = Window.partitionBy(T.USER_ID).orderBy(T.TS, *file_order(), T.EVENT_ID)
     micros = F.unix_micros(T.TS)
     starts = F.coalesce(micros - F.lag(micros).over(by_time) > gap_minutes * 60_000_000, F.lit(True))
     numbered = events.withColumn("_starts", starts).withColumn(

@@ -1,37 +1,142 @@
-"""bronze.events -> silver.events + silver.sessions: clean, dedupe, sessionize, with every dropped row kept
-(and its reason) for the accounting rows_in == rows_out + sum(dropped)."""
+"""bronze.events -> silver.events + silver.sessions, incrementally: a run recomputes only the UTC days its new
+bronze batches touch (and the day after each, when silver already has it: a late event can merge sessions
+across midnight), from every bronze row of those days, with the day before as context for sessions, retries
+and bot rates. Silver is thus a function of bronze per day: reruns and rebuilds give the same rows, and a run
+killed before it recorded its batches is simply redone.
+
+Every bronze row the run counts ends in silver or in `dropped` with a reason: rows_in == rows_out + dropped.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, timedelta
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from lakerec import tables as T
 from lakerec.config import EtlConf
-from lakerec.etl.clean import BOT, OUT_OF_WINDOW, clean
-from lakerec.etl.dedupe import CLIENT_RETRY, DUPLICATE_EVENT_ID, dedupe
-from lakerec.etl.sessionize import sessionize, sessions, utc_date
+from lakerec.etl.clean import BOT, OUT_OF_WINDOW, clean, in_window
+from lakerec.etl.dedupe import (CLIENT_RETRY, DUPLICATE_ACROSS_BATCHES, DUPLICATE_EVENT_ID, dedupe,
+                                published_elsewhere)
+from lakerec.etl.sessionize import START_TS, sessionize, sessions, utc_date
 
-DROP_REASONS = (OUT_OF_WINDOW, BOT, DUPLICATE_EVENT_ID, CLIENT_RETRY)
-SILVER_EVENT_COLUMNS = (T.EVENT_ID, T.USER_ID, T.ITEM_ID, T.EVENT_TYPE, T.TS, T.VALUE, T.SESSION_ID, T.DT)
+DROP_REASONS = (OUT_OF_WINDOW, BOT, DUPLICATE_EVENT_ID, DUPLICATE_ACROSS_BATCHES, CLIENT_RETRY)
+SILVER_EVENT_COLUMNS = (T.EVENT_ID, T.USER_ID, T.ITEM_ID, T.EVENT_TYPE, T.TS, T.VALUE, T.SESSION_ID,
+                        T.BATCH_ID, T.SOURCE_FILE, T.SOURCE_LINE, T.DT)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one silver run recomputes."""
+
+    batches: tuple[str, ...]      # bronze batches whose rows count: already published + new
+    published: tuple[str, ...]    # batches silver had already processed before this run
+    new_batches: tuple[str, ...]  # recorded in silver.batches once published (none for a rebuild)
+    days: tuple[date, ...]        # silver.events partitions replaced
+
+    @property
+    def input_days(self) -> tuple[date, ...]:
+        """The days read from bronze: each replaced day and the one before (context, not written)."""
+        return tuple(sorted({*self.days, *(d - timedelta(days=1) for d in self.days)}))
+
+    @property
+    def session_days(self) -> tuple[date, ...]:
+        """silver.sessions partitions replaced: sessions starting the day before a replaced day may reach into it."""
+        return self.input_days
+
+
+def plan_run(all_batches: set[str], published: set[str], touched: set[date], published_days: set[date],
+             rebuild: tuple[date, date] | None) -> Plan:
+    """A normal run: the new batches, the days they touch plus the next day where silver has it. A rebuild:
+    exactly the days of the range, from the batches already published (new ones wait for a normal run)."""
+    if rebuild is not None:
+        lo, hi = rebuild
+        days = [lo + timedelta(days=n) for n in range((hi - lo).days + 1)]
+        return Plan(tuple(sorted(published)), tuple(sorted(published)), (), tuple(days))
+    new = all_batches - published
+    following = {d + timedelta(days=1) for d in touched} & published_days
+    return Plan(tuple(sorted(all_batches)), tuple(sorted(published)), tuple(sorted(new)),
+                tuple(sorted(touched | following)))
+
+
+def touched_days(bronze: DataFrame, new_batches: tuple[str, ...], etl: EtlConf) -> set[date]:
+    """UTC days of the new batches' events that lie in the valid window (others are only counted)."""
+    rows = bronze.where(F.col(T.BATCH_ID).isin(list(new_batches)) & in_window(etl))
+    return {r[0] for r in rows.select(utc_date(F.col(T.TS))).distinct().collect()}
+
+
+def in_days(c: Column, days: tuple[date, ...]) -> Column:
+    return c.isin([d.isoformat() for d in days]) if days else F.lit(False)
+
+
+def replace_where(days: tuple[date, ...]) -> str:
+    """The partition predicate of a rewrite of `days`."""
+    return f"{T.DT} IN ({', '.join(repr(d.isoformat()) for d in days)})"
+
+
+def with_source_line(bronze: DataFrame) -> DataFrame:
+    """Bronze written before ingest recorded line numbers has no source_line: null there."""
+    if T.SOURCE_LINE in bronze.columns:
+        return bronze.withColumn(T.SOURCE_LINE, F.col(T.SOURCE_LINE).cast("long"))
+    return bronze.withColumn(T.SOURCE_LINE, F.lit(None).cast("long"))
+
+
+def counted(rows: DataFrame, plan: Plan, etl: EtlConf) -> DataFrame:
+    """The input rows this run accounts for: those of the replaced days, and the new batches' out-of-window rows."""
+    return rows.where(~in_window(etl) | in_days(utc_date(F.col(T.TS)).cast("string"), plan.days))
+
+
+def published_ids(silver: DataFrame, plan: Plan) -> DataFrame:
+    """event_ids silver holds outside the input days (inside them, bronze has the same rows and dedupe decides)."""
+    return silver.where(~in_days(F.col(T.DT).cast("string"), plan.input_days)).select(T.EVENT_ID)
+
+
+def around(silver: DataFrame, plan: Plan) -> DataFrame:
+    """silver's events of the days next to the replaced ones that sessions starting on plan.session_days reach."""
+    days = {*plan.session_days, *(d + timedelta(days=1) for d in plan.session_days)} - set(plan.days)
+    return silver.where(in_days(F.col(T.DT).cast("string"), tuple(sorted(days))))
+
+
+def run_input(bronze: DataFrame, plan: Plan, etl: EtlConf) -> DataFrame:
+    """The bronze rows the run reads: its batches' valid-window rows on the input days, plus the new batches'
+    rows outside the window (dropped and counted once, by the run that first sees them)."""
+    day = utc_date(F.col(T.TS)).cast("string")
+    valid = in_window(etl)
+    keep = ((valid & in_days(day, plan.input_days)) |
+            (~valid & F.col(T.BATCH_ID).isin(list(plan.new_batches))))
+    return with_source_line(bronze).where(F.col(T.BATCH_ID).isin(list(plan.batches)) & keep)
 
 
 @dataclass
 class SilverOut:
-    events: DataFrame    # silver.events (session_id is the computed one; the source's stays in bronze)
-    sessions: DataFrame  # silver.sessions
-    dropped: DataFrame   # event_id and reason of each dropped bronze row
+    events: DataFrame    # silver.events rows of the replaced days
+    dropped: DataFrame   # the counted dropped rows: event_id, batch_id, reason
 
 
-def build_silver(bronze: DataFrame, etl: EtlConf) -> SilverOut:
-    cleaned = clean(bronze, etl)
-    deduped = dedupe(cleaned.kept, etl.retry_window_seconds)
-    events = (sessionize(deduped.kept, etl.session_gap_minutes)
-              .withColumn(T.DT, utc_date(F.col(T.TS))).select(*SILVER_EVENT_COLUMNS))
-    dropped = cleaned.dropped.select(T.EVENT_ID, T.REASON).unionByName(deduped.dropped.select(T.EVENT_ID, T.REASON))
-    # sessions derive from `events`: once the caller persists events, they come from that cache
-    return SilverOut(events=events, sessions=sessions(events), dropped=dropped)
+def build_silver(rows: DataFrame, plan: Plan, etl: EtlConf, key: bytes | None,
+                 published_ids: DataFrame | None) -> SilverOut:
+    """clean -> dedupe (against the input days, then against silver's other days) -> sessionize; only the
+    replaced days' rows are returned (the context day serves sessions, retries and bots)."""
+    cleaned = clean(rows, etl, key)
+    deduped = dedupe(cleaned.kept, etl.retry_window_seconds, plan.published)
+    kept, dropped = deduped.kept, cleaned.dropped.unionByName(deduped.dropped)
+    if published_ids is not None:
+        against = published_elsewhere(kept, published_ids)
+        kept, dropped = against.kept, dropped.unionByName(against.dropped.select(*dropped.columns))
+    day = utc_date(F.col(T.TS))
+    events = (sessionize(kept, etl.session_gap_minutes).withColumn(T.DT, day)
+              .where(in_days(F.col(T.DT).cast("string"), plan.days)).select(*SILVER_EVENT_COLUMNS))
+    counted = (F.col(T.REASON) == OUT_OF_WINDOW) | in_days(day.cast("string"), plan.days)
+    return SilverOut(events=events, dropped=dropped.where(counted).select(T.EVENT_ID, T.BATCH_ID, T.REASON))
+
+
+def session_rows(events: DataFrame, neighbours: DataFrame | None, plan: Plan) -> DataFrame:
+    """silver.sessions rows for plan.session_days, from the new events and silver's events of the days around
+    them that this run does not replace."""
+    both = events if neighbours is None else events.unionByName(neighbours.select(*events.columns))
+    out = sessions(both)
+    return out.where(in_days(utc_date(F.col(START_TS)).cast("string"), plan.session_days))
 
 
 def dropped_counts(dropped: DataFrame) -> dict[str, int]:
