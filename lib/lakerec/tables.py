@@ -7,6 +7,7 @@ SILVER_SESSIONS = "silver.sessions"
 SILVER_ITEMS = "silver.items"
 SILVER_ITEM_INDEX = "silver.item_index"
 SILVER_SEQUENCES = "silver.sequences"
+SILVER_TRAIN_WINDOWS = "silver.train_windows"
 GOLD_TOPN = "gold.topn"
 
 # contract fields (raw input) and bronze/silver event columns
@@ -23,6 +24,7 @@ DT = "dt"  # event date (UTC), partition column of silver.events
 # lineage columns stamped at ingest
 BATCH_ID = "batch_id"
 SOURCE_FILE = "source_file"
+SOURCE_LINE = "source_line"
 INGESTED_AT = "ingested_at"
 
 # quarantine
@@ -55,3 +57,4 @@ VALID_TARGET = "valid_target"
 TEST_INPUT = "test_input"
 TEST_TARGET = "test_target"
 SCORE_INPUT = "score_input"
+WINDOW = "window"  # silver.train_windows: 0 = the newest window of a user's training history
