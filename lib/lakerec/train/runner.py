@@ -42,8 +42,9 @@ def train_distributed(spark: SparkSession, train_urls: list[str], valid_urls: li
             train_rank, args=(train_urls, valid_urls, model_config.to_dict(), conf, checkpoint_dir),
             num_proc=conf.ranks, use_gloo=True, start_timeout=conf.timeout_s, env=env, verbose=0,
         )
-    except Exception as e:  # a rank's error surfaces as a Spark job failure with the rank's traceback inside
-        raise TrainingError(f"training on {conf.ranks} Horovod rank(s) failed: {_first_line(e)}") from e
+    except Exception as e:  # horovod names the first rank that failed; its traceback is in the job's stderr
+        raise TrainingError(f"training on {conf.ranks} Horovod rank(s) failed (the rank's traceback is in the "
+                            f"log above): {_first_lines(e)}") from e
     checksums = {r["checksum"] for r in reports}
     if len(checksums) != 1:
         raise TrainingError(f"ranks ended with different weights: {[r['checksum'][:12] for r in reports]}")
@@ -54,13 +55,10 @@ def train_distributed(spark: SparkSession, train_urls: list[str], valid_urls: li
                               for r in reports])
 
 
-def _first_line(error: Exception) -> str:
-    """The most telling line of a (Spark-wrapped) rank error: the rank's own exception where it is quoted."""
-    text = str(error)
-    for line in reversed(text.splitlines()):
-        if "Error:" in line or "Exception:" in line:
-            return line.strip()
-    return text.splitlines()[0] if text else type(error).__name__
+def _first_lines(error: Exception, n: int = 4) -> str:
+    """The head of a (possibly Spark-wrapped, JVM-stack-long) error on one line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return " ".join(lines[:n]) or type(error).__name__
 
 
 def _check_slots(spark: SparkSession, ranks: int) -> None:
