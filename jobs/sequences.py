@@ -1,10 +1,11 @@
-"""silver.events + silver.items -> silver.item_index (item_id -> 1..n) and silver.sequences (one row per user:
-leave-last-out train/valid/test arrays and the scoring input)."""
+"""silver.events + silver.items -> silver.item_index (item_id -> 1..n), silver.sequences (one row per user:
+leave-last-out train/valid/test arrays and the scoring input) and silver.train_windows (the training part cut
+into fixed-length windows, what the train stage feeds; its commit names the silver.sequences version it came from)."""
 from jobs.common import job_main
 from lakerec import tables as T
 from lakerec.context import StageContext, StageResult
-from lakerec.data.sequences import (SequenceInputError, build_item_index, build_sequences, check_inputs,
-                                    layout_for_feed, sequence_metrics)
+from lakerec.data.sequences import (SEQUENCES_VERSION, SequenceInputError, build_item_index, build_sequences,
+                                    build_train_windows, check_inputs, layout_for_feed, sequence_metrics)
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -17,10 +18,14 @@ def run(ctx: StageContext) -> StageResult:
     ctx.lake.write(T.SILVER_ITEM_INDEX, index, mode="overwrite")
     # at least two row groups per rank: Petastorm shards by row group, a rank must not starve
     sequences = layout_for_feed(build_sequences(events, index, cfg.sequences), 2 * cfg.train.ranks).persist()
-    ctx.lake.write(T.SILVER_SEQUENCES, sequences, mode="overwrite",
-                   metadata={"max_len": str(cfg.sequences.max_len), "min_events": str(cfg.sequences.min_events)})
+    version = ctx.lake.write(T.SILVER_SEQUENCES, sequences, mode="overwrite",
+                             metadata={"max_len": str(cfg.sequences.max_len), "min_events": str(cfg.sequences.min_events)})
+    windows = layout_for_feed(build_train_windows(sequences, cfg.sequences), 2 * cfg.train.ranks)
+    ctx.lake.write(T.SILVER_TRAIN_WINDOWS, windows, mode="overwrite",
+                   metadata={SEQUENCES_VERSION: str(version), "window_stride": str(cfg.sequences.window_stride)})
 
-    metrics = {**sequence_metrics(sequences), "items": index.count()}
+    metrics = {**sequence_metrics(sequences), "items": index.count(),
+               "train_windows": ctx.lake.read(T.SILVER_TRAIN_WINDOWS).count()}
     sequences.unpersist()
     index.unpersist()
     if metrics["interactions"] != n_events:

@@ -1,47 +1,85 @@
-"""silver.sequences (its snapshot files, through Petastorm) + silver.item_index -> SASRec trained on
-cfg.train.ranks Horovod ranks, validated, logged and registered in MLflow as cfg.mlflow.registered_model."""
+"""silver.train_windows (its snapshot files, through Petastorm) + silver.sequences (validation users) +
+silver.item_index -> the train.model Transformer trained on cfg.train.ranks Horovod ranks with per-epoch
+validation and early stopping, checkpointed every epoch, its best epoch logged and registered in MLflow as
+cfg.mlflow.registered_model."""
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+
 import mlflow
 
-from jobs.common import job_main
+from jobs.common import JobOption, job_main
 from lakerec import tables as T
 from lakerec.context import StageContext, StageResult, log_params
 from lakerec.data.feed import petastorm_urls
-from lakerec.data.sequences import item_ids_in_order
-from lakerec.evaluate.metrics import EVAL_COLUMNS, evaluate_sequences
+from lakerec.data.sequences import SEQUENCES_VERSION, SequenceInputError, item_ids_in_order
+from lakerec.models import build_model, model_config
 from lakerec.models.registry import lineage_tags, log_model
-from lakerec.models.sasrec import SASRec, SASRecConfig
+from lakerec.train.curves import plot_learning_curves
 from lakerec.train.runner import train_distributed
+
+OPTIONS = [JobOption("--resume", "train.resume", "Continue the last checkpoint of this run (same conf and table "
+                     "versions) instead of starting over.", is_flag=True)]
+CURVES = "learning_curves.png"
 
 
 def run(ctx: StageContext) -> StageResult:
     cfg, tc = ctx.cfg, ctx.cfg.train
     item_ids = item_ids_in_order(ctx.lake.read(T.SILVER_ITEM_INDEX))
-    version = ctx.lake.version(T.SILVER_SEQUENCES)  # one snapshot for the feed and the validation
-    urls = petastorm_urls(ctx.lake.files(T.SILVER_SEQUENCES, version))
-    config = SASRecConfig(n_items=len(item_ids), max_len=cfg.sequences.max_len, dim=tc.dim, layers=tc.layers,
-                          heads=tc.heads, dropout=tc.dropout)
-    log_params({**config.to_dict(), **tc.model_dump(exclude={"model", "dim", "layers", "heads", "dropout"})})
+    sequences_version = ctx.lake.version(T.SILVER_SEQUENCES)
+    windows_version = ctx.lake.version(T.SILVER_TRAIN_WINDOWS)
+    check_lineage(ctx, windows_version, sequences_version)
+    train_urls = petastorm_urls(ctx.lake.files(T.SILVER_TRAIN_WINDOWS, windows_version))
+    valid_urls = petastorm_urls(ctx.lake.files(T.SILVER_SEQUENCES, sequences_version))
+    config = model_config(cfg, len(item_ids))
+    log_params({**config.to_dict(), **tc.model_dump(exclude={"model", "dim", "layers", "heads", "dropout",
+                                                              "mask_prob"}),
+                "window_stride": cfg.sequences.window_stride})
+    checkpoints = checkpoint_dir(cfg, config.to_dict(), {T.SILVER_TRAIN_WINDOWS: windows_version,
+                                                         T.SILVER_SEQUENCES: sequences_version})
 
-    result = train_distributed(ctx.spark, urls, config, tc)
-    for epoch, loss in enumerate(result.history, 1):  # the per-epoch curve; the stage metric is final_train_loss
-        mlflow.log_metric("train_loss", loss, step=epoch)
-    model = SASRec(config)
+    result = train_distributed(ctx.spark, train_urls, valid_urls, config, tc, str(checkpoints))
+    for row in result.history:  # the per-epoch curves, logged from the driver once the ranks are done
+        mlflow.log_metrics({k: row[k] for k in ("train_loss", "valid_ndcg_10", "valid_hr_10")}, step=row["epoch"])
+    with tempfile.TemporaryDirectory() as tmp:
+        plot_learning_curves(result.history, result.best["epoch"], Path(tmp, CURVES))
+        mlflow.log_artifact(str(Path(tmp, CURVES)))
+
+    model = build_model(config)
     model.load_state_dict(result.state_dict)
-
-    sequences = ctx.lake.read(T.SILVER_SEQUENCES, version).where(f"{T.TEST_TARGET} > 0").select(*EVAL_COLUMNS)
-    valid = evaluate_sequences(sequences.toPandas(), len(item_ids), cfg.evaluate.ks, model.eval(), splits=("valid",))
-    name, model_version, _ = log_model(model, item_ids, cfg.mlflow.registered_model,
+    name, model_version, _ = log_model(model.eval(), item_ids, cfg.mlflow.registered_model,
                                        tags=lineage_tags(ctx.lake.reads, ctx.pipeline_run_id), top_k=cfg.score.top_n)
-    mlflow.set_tags({"lakerec.model_name": name, "lakerec.model_version": model_version})
+    mlflow.set_tags({"lakerec.model_name": name, "lakerec.model_version": model_version,
+                     "lakerec.checkpoints": str(checkpoints)})
+    best = result.best
     return StageResult(metrics={
-        "final_train_loss": result.history[-1], "model_version": int(model_version),
-        "train_rows": sum(r["rows"] for r in result.ranks), "steps_per_epoch": result.ranks[0]["steps_per_epoch"],
-        "train_seconds": max(r["seconds"] for r in result.ranks),
-        **{k: v for k, v in valid.items() if not k.startswith("pop_")},
+        "best_valid_ndcg_10": best["valid_ndcg_10"], "best_valid_hr_10": best["valid_hr_10"],
+        "best_epoch": best["epoch"], "epochs_run": len(result.history), "seconds_to_best": best["seconds"],
+        "resumed_from_epoch": result.resumed_from, "final_train_loss": result.history[-1]["train_loss"],
+        "model_version": int(model_version), "train_rows": sum(r["rows"] for r in result.ranks),
+        "steps_per_epoch": result.ranks[0]["steps_per_epoch"], "train_seconds": max(r["seconds"] for r in result.ranks),
     })
 
 
-main = job_main("train", run, __doc__)
+def check_lineage(ctx: StageContext, windows_version: int, sequences_version: int) -> None:
+    """The windows must be cut from the silver.sequences version that validation reads."""
+    commit = next(c for c in ctx.lake.history(T.SILVER_TRAIN_WINDOWS) if c["version"] == windows_version)
+    cut_from = commit["metadata"].get(SEQUENCES_VERSION)
+    if cut_from != str(sequences_version):
+        raise SequenceInputError(f"{T.SILVER_TRAIN_WINDOWS} v{windows_version} was cut from {T.SILVER_SEQUENCES} "
+                                 f"v{cut_from}, but that table is at v{sequences_version}: rerun the sequences stage")
+
+
+def checkpoint_dir(cfg, model_config: dict, versions: dict[str, int]) -> Path:
+    """<lake.root>/checkpoints/<run key>: the key hashes what determines the run (model, training settings but
+    not resume or timeouts, the table versions), so --resume finds the checkpoints of the same run and no other."""
+    settings = cfg.train.model_dump(exclude={"resume", "timeout_s"})
+    key = json.dumps({"model": model_config, "train": settings, "tables": versions}, sort_keys=True)
+    return Path(cfg.lake.root).resolve() / "checkpoints" / hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+main = job_main("train", run, __doc__, options=OPTIONS)
 
 if __name__ == "__main__":
     main()

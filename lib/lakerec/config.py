@@ -184,10 +184,14 @@ class SilverConf(_Strict):
 class SequencesConf(_Strict):
     max_len: int = Field(50, ge=2)
     min_events: int = Field(3, ge=3)
+    window_stride: int = Field(25, ge=1)  # long training histories are cut into max_len windows this far apart
 
 
 class TrainConf(_Strict):
-    model: Literal["sasrec"] = "sasrec"
+    model: Literal["sasrec", "bert4rec"] = "sasrec"
+    mask_prob: float = Field(0.2, gt=0, lt=1)
+    loss: Literal["ce", "sampled"] = "ce"
+    negatives: int = Field(256, ge=1)
     dim: int = Field(64, ge=4)
     layers: int = Field(2, ge=1)
     heads: int = Field(2, ge=1)
@@ -196,7 +200,12 @@ class TrainConf(_Strict):
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.01, ge=0)
+    warmup_steps: int = Field(100, ge=0)
+    decay: Literal["cosine", "linear", "constant"] = "cosine"
+    patience: int = Field(5, ge=1)
+    resume: bool = False
     ranks: int = Field(2, ge=1)
+    threads: int | None = Field(None, ge=1)  # torch threads per rank; None: the machine's cores / local ranks
     seed: int = 42
     timeout_s: int = Field(120, ge=1)
 

@@ -9,6 +9,7 @@ SILVER_QUALITY = "silver.quality"  # one row per silver run and quality metric
 SILVER_ITEMS = "silver.items"
 SILVER_ITEM_INDEX = "silver.item_index"
 SILVER_SEQUENCES = "silver.sequences"
+SILVER_TRAIN_WINDOWS = "silver.train_windows"
 GOLD_TOPN = "gold.topn"
 
 # contract fields (raw input) and bronze/silver event columns
@@ -63,3 +64,4 @@ VALID_TARGET = "valid_target"
 TEST_INPUT = "test_input"
 TEST_TARGET = "test_target"
 SCORE_INPUT = "score_input"
+WINDOW = "window"  # silver.train_windows: 0 = the newest window of a user's training history

@@ -5,7 +5,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from lakerec import tables as T
-from lakerec.data.feed import FeedError, Shard, epoch_batches, petastorm_urls, read_shard, steps_for
+from lakerec.data.feed import (FeedError, Shard, epoch_batches, petastorm_urls, read_shard, read_valid_shard,
+                               steps_for)
 
 
 def write_file(path, inputs, targets):
@@ -51,3 +52,34 @@ def test_epoch_batches_are_full_wrapped_and_repeatable():
     other = [x for x, _ in epoch_batches(shard, steps, 2, seed=1, epoch=1, rank=0)]
     assert all((a == b).all() for (a, _), b in zip(batches, again))
     assert any((a != b).any() for (a, _), b in zip(batches, other))
+
+
+def test_shards_cover_every_row_once_and_every_rank_runs_the_same_full_batches(tmp_path):
+    sizes = [5, 4, 5, 4, 3]  # five row groups over two ranks: 13 rows and 8 rows
+    urls, start = [], 1
+    for f, n in enumerate(sizes):
+        rows = [[0, start + i, start + i + 1] for i in range(n)]
+        urls.append(write_file(tmp_path / f"part-{f}.parquet", rows, [r[1:] + [r[2] + 1] for r in rows]))
+        start += n
+    urls = petastorm_urls(urls)
+    shards = [read_shard(urls, rank, 2, max_len=3) for rank in range(2)]
+    ids = sorted(int(x) for s in shards for x in s.inputs[:, 1])
+    assert ids == list(range(1, sum(sizes) + 1))  # every row on exactly one rank
+    steps = max(steps_for(len(s), 4) for s in shards)  # what the allreduce Max agrees on
+    per_rank = [list(epoch_batches(s, steps, 4, seed=0, epoch=0, rank=r)) for r, s in enumerate(shards)]
+    assert [len(b) for b in per_rank] == [steps, steps] == [4, 4]  # the smaller shard does not stop early
+    assert all(x.shape == (4, 3) for batches in per_rank for x, _ in batches)
+    for shard, batches in zip(shards, per_rank):  # each rank sees each of its rows at least once
+        assert set(np.concatenate([x[:, 1].numpy() for x, _ in batches])) == set(shard.inputs[:, 1])
+
+
+def test_validation_shard_keeps_users_with_a_validation_item(tmp_path):
+    table = pa.table({T.USER_ID: ["a", "b", "c"],
+                      T.HISTORY: pa.array([[1, 2, 3, 4], [5, 6], [2, 3, 4, 5, 6]], pa.list_(pa.int32())),
+                      T.VALID_INPUT: pa.array([[0, 1, 2], [0, 0, 0], [2, 3, 4]], pa.list_(pa.int32())),
+                      T.VALID_TARGET: pa.array([3, 0, 5], pa.int32())})
+    pq.write_table(table, tmp_path / "seq.parquet")
+    valid = read_valid_shard(petastorm_urls([str(tmp_path / "seq.parquet")]), 0, 1, max_len=3)
+    assert len(valid) == 2 and valid.targets.tolist() == [3, 5]
+    assert valid.inputs.tolist() == [[0, 1, 2], [2, 3, 4]]
+    assert [h.tolist() for h in valid.histories] == [[1, 2], [2, 3, 4]]  # everything before the validation item

@@ -9,7 +9,9 @@ from jobs import sequences as job
 from lakerec.config import load_config
 from lakerec import tables as T
 from lakerec.context import run_stage
-from lakerec.data.sequences import SequenceInputError, check_inputs, item_ids_in_order
+from lakerec.config import SequencesConf
+from lakerec.data.sequences import (ITEM_INDEX_SCHEMA, SEQUENCES_VERSION, SequenceInputError, build_sequences,
+                                    build_train_windows, check_inputs, item_ids_in_order, order_keys)
 from lakerec.lake import Lake
 from tests.conftest import CONF_DIR
 from tests.data.helpers import EVENTS_SCHEMA, event_rows, own_mlflow_store, write_silver
@@ -34,7 +36,7 @@ def built(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("sequences") / "lake"
     with own_mlflow_store():
         cfg = load_config("test", [f"lake.root={root}", "sequences.max_len=4", "sequences.min_events=3",
-                                   "train.ranks=2"], conf_dir=CONF_DIR)
+                                   "sequences.window_stride=2", "train.ranks=2"], conf_dir=CONF_DIR)
         lake = Lake(cfg.lake.root, spark)
         events = HAND_MADE + event_rows({"u3": ["B", "C", "D"], "u4": ["A", "B", "C", "D", "E", "F", "A", "B"]})
         write_silver(spark, lake, events, CATALOG)
@@ -72,7 +74,48 @@ def test_split_ordering_padding_and_min_events(built):
     assert (u4[T.VALID_INPUT], u4[T.VALID_TARGET]) == ([3, 4, 5, 6], 1)
     assert (u4[T.TEST_INPUT], u4[T.TEST_TARGET]) == ([4, 5, 6, 1], 2)
     assert u4[T.SCORE_INPUT] == [5, 6, 1, 2]
-    assert result.metrics == {"users": 4, "users_with_split": 3, "interactions": 18, "items": 6}
+    assert result.metrics == {"users": 4, "users_with_split": 3, "interactions": 18, "items": 6, "train_windows": 3}
+
+
+def test_train_windows_cover_every_training_position_from_the_sequences_version(built):
+    _, lake, _ = built
+    rows = sorted((r[T.USER_ID], r[T.WINDOW], r[T.TRAIN_INPUT], r[T.TRAIN_TARGET])
+                  for r in lake.read(T.SILVER_TRAIN_WINDOWS).collect())
+    assert rows == [
+        ("u1", 0, [0, 0, 1, 3], [0, 0, 3, 2]),  # h[:-2] = A C B: shorter than L, one window
+        # u4: h[:-2] = A..F (1..6), L = 4, stride 2: the newest window, then one reaching back to the start
+        ("u4", 0, [2, 3, 4, 5], [3, 4, 5, 6]),
+        ("u4", 1, [1, 2, 3, 4], [2, 3, 4, 5]),
+    ]  # u2 (no split) and u3 (one training item, no pair) have none
+    commit = lake.history(T.SILVER_TRAIN_WINDOWS)[0]
+    assert commit["metadata"][SEQUENCES_VERSION] == str(lake.version(T.SILVER_SEQUENCES))
+
+
+def test_long_histories_become_windows_whose_targets_cover_each_position(spark):
+    history = list(range(1, 31))  # 30 items: train part 1..28, targets at positions 1..27
+    df = spark.createDataFrame([("u", history, 30)], f"{T.USER_ID} string, {T.HISTORY} array<int>, {T.TEST_TARGET} int")
+    windows = build_train_windows(df, SequencesConf(max_len=10, min_events=3, window_stride=7)).collect()
+    covered = sorted({t for w in windows for t in w[T.TRAIN_TARGET] if t})
+    assert covered == list(range(2, 29))  # every training target, newest window first
+    assert [w[T.WINDOW] for w in windows] == [0, 1, 2, 3]  # ends 27, 20, 13, and the first full window (10)
+    for w in windows:
+        pairs = [(i, t) for i, t in zip(w[T.TRAIN_INPUT], w[T.TRAIN_TARGET]) if t]
+        assert len(pairs) == 10 and all(t == i + 1 for i, t in pairs)  # each target is the item after its input
+
+
+def test_timestamp_ties_follow_file_order_when_silver_has_it(spark):
+    same = t.replace(minute=5)
+    rows = [("e9", "u", "A", same, "part-1", 3), ("e1", "u", "B", same, "part-1", 1), ("e5", "u", "C", same, "part-0", 7),
+            ("e0", "u", "D", t.replace(minute=6), "part-0", 1)]
+    events = spark.createDataFrame(rows, f"{T.EVENT_ID} string, {T.USER_ID} string, {T.ITEM_ID} string, {T.TS} timestamp, "
+                                         f"{T.SOURCE_FILE} string, {T.SOURCE_LINE} long")
+    index = spark.createDataFrame([(c, i) for i, c in enumerate("ABCD", 1)], ITEM_INDEX_SCHEMA)
+    conf = SequencesConf(max_len=4, min_events=3)
+    by_file = build_sequences(events, index, conf).first()[T.HISTORY]
+    assert order_keys(events) == [T.TS, T.SOURCE_FILE, T.SOURCE_LINE]
+    assert by_file == [3, 2, 1, 4]  # C (part-0:7), B (part-1:1), A (part-1:3), then D
+    by_id = build_sequences(events.drop(T.SOURCE_LINE), index, conf).first()[T.HISTORY]
+    assert by_id == [2, 3, 1, 4]  # without line numbers: event id e1 < e5 < e9
 
 
 def test_table_has_row_groups_for_every_rank(built):

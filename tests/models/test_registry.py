@@ -9,6 +9,10 @@ from mlflow.tracking import MlflowClient
 from lakerec import tracking
 from lakerec.models.registry import RegistryError, lineage_tags, load_model, log_model, resolve_version
 from lakerec.models.sasrec import SASRec, SASRecConfig
+from lakerec.models import build_model
+from lakerec.models.base import ModelConfig
+from lakerec.models.bert4rec import BERT4Rec
+from lakerec.train.losses import full_softmax_ce
 from tests.data.helpers import own_mlflow_store
 
 ITEMS = [f"item-{i}" for i in range(1, 13)]  # item_idx i + 1
@@ -29,7 +33,8 @@ def trained_model() -> SASRec:
     opt = torch.optim.AdamW(model.parameters(), lr=0.05)
     for _ in range(40):  # successor of i is i + 1
         opt.zero_grad()
-        model.loss(inputs, inputs + 1).backward()
+        hidden, y = model.training_pairs(inputs, inputs + 1)
+        full_softmax_ce(hidden, model.item_vectors(), y).backward()
         opt.step()
     return model.eval()
 
@@ -99,3 +104,16 @@ def test_log_model_refuses_a_mismatched_item_list(store):
     with pytest.raises(RegistryError, match="active MLflow run"):
         log_model(trained_model(), ITEMS, store.mlflow.registered_model)
     assert np.isfinite(trained_model().item_vectors().detach().numpy()).all()
+
+
+def test_a_bert4rec_version_loads_back_as_bert4rec(store):
+    torch.manual_seed(4)
+    model = build_model(ModelConfig(n_items=len(ITEMS), max_len=5, dim=8, layers=1, heads=2, name="bert4rec")).eval()
+    inputs = torch.tensor([[0, 0, 1, 2, 3]])
+    with mlflow.start_run():
+        name, version, _ = log_model(model, ITEMS, store.mlflow.registered_model)
+    loaded, meta = load_model((name, version))
+    assert isinstance(loaded, BERT4Rec) and meta["n_items"] == len(ITEMS)
+    with torch.no_grad():
+        assert torch.equal(loaded.user_vectors(inputs) @ loaded.item_vectors().T,
+                           model.user_vectors(inputs) @ model.item_vectors().T)

@@ -3,6 +3,12 @@ import pytest
 import torch
 
 from lakerec.models.sasrec import SASRec, SASRecConfig
+from lakerec.train.losses import full_softmax_ce
+
+
+def ce_loss(model, inputs, targets):
+    hidden, y = model.training_pairs(inputs, targets)
+    return full_softmax_ce(hidden, model.item_vectors(), y)
 
 
 @pytest.fixture
@@ -36,6 +42,23 @@ def test_padding_is_inert_and_never_nan(model):
     assert torch.allclose(h[0], again[0])
 
 
+def test_training_pairs_are_every_non_padding_position(model):
+    inputs = torch.tensor([[0, 0, 0, 1, 2, 3, 4, 5], [0, 0, 0, 0, 0, 0, 7, 8]])
+    targets = torch.tensor([[0, 0, 0, 2, 3, 4, 5, 6], [0, 0, 0, 0, 0, 0, 8, 9]])
+    with torch.no_grad():
+        hidden, y = model.training_pairs(inputs, targets)
+        full = model(inputs)
+    assert y.tolist() == [2, 3, 4, 5, 6, 8, 9]  # one pass, every position with a next item
+    assert torch.equal(hidden, full[targets != 0])
+
+
+def test_embeddings_start_small():
+    torch.manual_seed(0)
+    net = SASRec(SASRecConfig(n_items=500, max_len=8, dim=32))
+    assert 0.015 < net.item_emb.weight[1:].std().item() < 0.025  # std 0.02, not PyTorch's default 1
+    assert 0.015 < net.pos_emb.weight.std().item() < 0.025
+
+
 def test_user_and_item_vectors_make_scores_and_loss_ignores_padding(model):
     inputs = torch.tensor([[0, 0, 0, 1, 2, 3, 4, 5]])
     with torch.no_grad():
@@ -45,7 +68,7 @@ def test_user_and_item_vectors_make_scores_and_loss_ignores_padding(model):
     assert items[0].abs().sum() == 0  # padding row
     model.train()
     targets = torch.tensor([[0, 0, 0, 2, 3, 4, 5, 6]])
-    loss = model.loss(inputs, targets)
+    loss = ce_loss(model, inputs, targets)
     loss.backward()
     assert torch.isfinite(loss) and loss.item() > 0
     assert model.item_emb.weight.grad[0].abs().sum() == 0  # padding_idx gets no gradient
@@ -60,7 +83,7 @@ def test_training_steps_learn_a_fixed_successor():
     first = None
     for _ in range(60):
         opt.zero_grad()
-        loss = net.loss(inputs, targets)
+        loss = ce_loss(net, inputs, targets)
         loss.backward()
         opt.step()
         first = first if first is not None else loss.item()

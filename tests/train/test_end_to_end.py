@@ -38,13 +38,17 @@ def test_sequential_data_model_beats_popularity_with_lineage(spark, make_cfg, is
     assert m["test_users"] == 60
     assert m["test_ndcg_10"] > m["pop_test_ndcg_10"] + 0.3
     assert m["test_hr_10"] > m["pop_test_hr_10"] and m["test_mrr"] > m["pop_test_mrr"]
-    assert trained.metrics["valid_ndcg_10"] > m["pop_valid_ndcg_10"]
+    assert trained.metrics["best_valid_ndcg_10"] > m["pop_valid_ndcg_10"]
+    assert 1 <= trained.metrics["best_epoch"] <= trained.metrics["epochs_run"] <= EPOCHS
     assert m["model_version"] == trained.metrics["model_version"] == 1
 
     client = MlflowClient()
     losses = client.get_metric_history(trained.run_id, "train_loss")
-    assert [x.step for x in losses] == list(range(1, EPOCHS + 1))
+    assert [x.step for x in losses] == list(range(1, int(trained.metrics["epochs_run"]) + 1))
     assert losses[-1].value < losses[0].value
+    ndcgs = client.get_metric_history(trained.run_id, "valid_ndcg_10")
+    assert max(x.value for x in ndcgs) == pytest.approx(trained.metrics["best_valid_ndcg_10"])
+    assert "learning_curves.png" in [f.path for f in client.list_artifacts(trained.run_id)]
     version = client.get_model_version(cfg.mlflow.registered_model, "1")
     assert version.run_id == trained.run_id
     assert version.tags[f"read.{T.SILVER_SEQUENCES}"] == str(trained.reads[T.SILVER_SEQUENCES])

@@ -1,8 +1,9 @@
-"""The training feed: each Horovod rank reads its own shard of a silver.sequences snapshot with Petastorm.
+"""The training feed: each Horovod rank reads its own shard of a Delta snapshot's files with Petastorm.
 
-A rank holds its shard in memory as two int arrays (8 * max_len bytes per user and array), then serves the
-same number of fixed-size batches every epoch on every rank: the rank with fewer rows wraps around its
-shard, so no rank waits at an allreduce for a peer that has run out of data.
+Training rows come from silver.train_windows, validation users from silver.sequences (the same lineage). A
+rank holds its shard in memory as int arrays (8 * max_len bytes per row and array), then serves the same
+number of fixed-size batches every epoch on every rank: the rank with fewer rows wraps around its shard, so no
+rank waits at an allreduce for a peer that has run out of data.
 """
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ from typing import Iterator
 from urllib.parse import urlparse
 
 import numpy as np
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import torch
 from petastorm import make_batch_reader
 
 from lakerec import tables as T
 
 FEED_FIELDS = [T.TRAIN_INPUT, T.TRAIN_TARGET]
+VALID_FIELDS = [T.HISTORY, T.VALID_INPUT, T.VALID_TARGET]
 
 
 class FeedError(RuntimeError):
@@ -40,32 +44,73 @@ def petastorm_urls(files: list[str]) -> list[str]:
     return sorted(f if urlparse(f).scheme else "file://" + f for f in files)
 
 
-def read_shard(urls: list[str], rank: int, size: int, max_len: int) -> Shard:
-    """This rank's row groups of the snapshot, keeping only users with at least one training target."""
-    inputs, targets, rows = [], [], 0
+@dataclass
+class ValidShard:
+    inputs: np.ndarray  # [users, max_len] int64, left-padded history before the validation item
+    targets: np.ndarray  # [users] int64, the validation item
+    histories: list[np.ndarray]  # items to exclude from the ranking (everything before the validation item)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+def _batches(urls: list[str], fields: list[str], rank: int, size: int) -> Iterator:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning)  # petastorm 0.12 on pyarrow 14's legacy API
-        with make_batch_reader(urls, schema_fields=FEED_FIELDS, cur_shard=rank, shard_count=size, num_epochs=1,
+        with make_batch_reader(urls, schema_fields=fields, cur_shard=rank, shard_count=size, num_epochs=1,
                                reader_pool_type="dummy", shuffle_row_groups=False) as reader:
-            for batch in reader:
-                x, y = _as_matrix(batch.train_input, max_len), _as_matrix(batch.train_target, max_len)
-                rows += len(x)
-                keep = (y != 0).any(axis=1)
-                inputs.append(x[keep])
-                targets.append(y[keep])
+            yield from reader
+
+
+def read_shard(urls: list[str], rank: int, size: int, max_len: int) -> Shard:
+    """This rank's row groups of the training windows, keeping only rows with at least one target."""
+    inputs, targets, rows = [], [], 0
+    for batch in _batches(urls, FEED_FIELDS, rank, size):
+        x, y = _as_matrix(batch.train_input, max_len), _as_matrix(batch.train_target, max_len)
+        rows += len(x)
+        keep = (y != 0).any(axis=1)
+        inputs.append(x[keep])
+        targets.append(y[keep])
     shard = Shard(np.concatenate(inputs) if inputs else np.zeros((0, max_len), np.int64),
                   np.concatenate(targets) if targets else np.zeros((0, max_len), np.int64), rows)
     if len(shard) == 0:
         raise FeedError(f"rank {rank}/{size} read {rows} rows and none has a training target: "
-                        "write silver.sequences with more row groups or train on fewer ranks")
+                        "write the training table with more row groups or train on fewer ranks")
     return shard
+
+
+def read_valid_shard(urls: list[str], rank: int, size: int, max_len: int) -> ValidShard:
+    """This rank's share of the validation users of a silver.sequences snapshot (valid_target > 0).
+
+    Read with pyarrow, row group i of the snapshot to rank i % size (Petastorm's own sharding rule), because
+    the full histories that validation must exclude have varying lengths, which Petastorm cannot batch. A rank
+    may get no user (few row groups): it then adds zeros to the metric sums.
+    """
+    inputs, targets, histories = [], [], []
+    group = 0
+    for url in urls:
+        filesystem, path = pafs.FileSystem.from_uri(url)
+        with filesystem.open_input_file(path) as f:
+            parquet = pq.ParquetFile(f)
+            for i in range(parquet.num_row_groups):
+                group += 1
+                if (group - 1) % size != rank:
+                    continue
+                batch = parquet.read_row_group(i, columns=VALID_FIELDS).to_pydict()
+                for history, x, y in zip(batch[T.HISTORY], batch[T.VALID_INPUT], batch[T.VALID_TARGET]):
+                    if y and y > 0:
+                        histories.append(np.asarray(history[:-2], dtype=np.int64))
+                        inputs.append(x)
+                        targets.append(y)
+    matrix = _as_matrix(np.asarray(inputs, dtype=np.int64).reshape(len(inputs), -1 if inputs else max_len), max_len)
+    return ValidShard(matrix, np.asarray(targets, dtype=np.int64), histories)
 
 
 def _as_matrix(column: np.ndarray, max_len: int) -> np.ndarray:
     matrix = np.asarray(column, dtype=np.int64)
     if matrix.ndim != 2 or matrix.shape[1] != max_len:
         raise FeedError(f"sequence arrays have shape {matrix.shape}, expected [rows, {max_len}]: "
-                        "rebuild silver.sequences with the same sequences.max_len")
+                        "rebuild the sequences tables with the same sequences.max_len")
     return matrix
 
 

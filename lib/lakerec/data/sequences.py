@@ -1,12 +1,18 @@
 """Events -> dense item index and one row of training/evaluation sequences per user (leave-last-out split).
 
-Everything is Spark SQL on arrays, so it runs distributed; each user's history is ordered by (ts, event_id).
+Everything is Spark SQL on arrays, so it runs distributed. Each user's history is ordered by (ts, source_file,
+source_line) when silver carries the ingest lineage, so events with the same timestamp keep their file order
+(MovieLens has many such ties), else by (ts, event_id).
 Per user with history h = [i_1 .. i_n] (n >= min_events) and L = max_len, all arrays left-padded with 0:
   train_input/train_target  h[:-2] shifted by one (SASRec: every position predicts the next item), last L
   valid_input, valid_target h[:-2] -> h[-2]
   test_input,  test_target  h[:-1] -> h[-1]
 Users below min_events keep zero arrays and target 0 (no training, no evaluation) but always get score_input
 (the last L items of the whole history), so they can still be scored.
+
+Training reads silver.train_windows instead of train_input/train_target: h[:-2] cut into windows of L
+(input, next item) pairs ending every `window_stride` items from the newest back, the oldest window full
+(or the whole training history when it is shorter than L), so every training position is in some window.
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ ITEM_INDEX_SCHEMA = St.StructType([
     St.StructField(T.ITEM_IDX, St.IntegerType(), False),
 ])
 _INT_ARRAY = "array<int>"
+SEQUENCES_VERSION = "sequences_version"  # silver.train_windows commit metadata: the silver.sequences version it cut
 
 
 class SequenceInputError(ValueError):
@@ -58,10 +65,11 @@ def build_item_index(events: DataFrame, items: DataFrame) -> DataFrame:
 def build_sequences(events: DataFrame, item_index: DataFrame, conf: SequencesConf) -> DataFrame:
     """silver.events + item index -> one row per user (schema in the module docstring)."""
     max_len = conf.max_len
-    ordered = (events.select(F.col(T.USER_ID), F.col(T.TS), F.col(T.EVENT_ID), F.col(T.ITEM_ID).cast("string"))
+    keys = order_keys(events)
+    ordered = (events.select(F.col(T.USER_ID), *keys, F.col(T.ITEM_ID).cast("string"))
                .join(item_index, T.ITEM_ID)
                .groupBy(T.USER_ID)
-               .agg(F.sort_array(F.collect_list(F.struct(T.TS, T.EVENT_ID, T.ITEM_IDX))).alias("_events")))
+               .agg(F.sort_array(F.collect_list(F.struct(*keys, T.ITEM_IDX))).alias("_events")))
     history = F.transform("_events", lambda e: e[T.ITEM_IDX])
     with_history = ordered.select(T.USER_ID, history.alias(T.HISTORY))
 
@@ -87,13 +95,46 @@ def build_sequences(events: DataFrame, item_index: DataFrame, conf: SequencesCon
     )
 
 
-def layout_for_feed(sequences: DataFrame, n_files: int) -> DataFrame:
-    """Range-partition users into n_files files (one row group each when small) in user_id order.
+def order_keys(events: DataFrame) -> list[str]:
+    """The columns that order a user's events: file order breaks timestamp ties where ingest recorded it."""
+    if {T.SOURCE_FILE, T.SOURCE_LINE} <= set(events.columns):
+        return [T.TS, T.SOURCE_FILE, T.SOURCE_LINE]
+    return [T.TS, T.EVENT_ID]
+
+
+def build_train_windows(sequences: DataFrame, conf: SequencesConf) -> DataFrame:
+    """silver.sequences -> silver.train_windows: (user_id, window, train_input, train_target), window 0 newest.
+
+    With m = len(h[:-2]) items, targets are positions 1..m-1 (0-based); window k ends at target position
+    e_k = max(m-1 - k*stride, min(L, m-1)) and holds the L targets up to it, each with the item before it.
+    """
+    length, stride = conf.max_len, conf.window_stride
+    train_part = _head(F.col(T.HISTORY), F.size(T.HISTORY) - 2)
+    users = (sequences.where(F.col(T.TEST_TARGET) > 0)
+             .select(T.USER_ID, train_part.alias("_h"))
+             .where(F.size("_h") >= 2)
+             .withColumn("_m", F.size("_h")))
+    n_windows = 1 + F.ceil(F.greatest(F.col("_m") - 1 - length, F.lit(0)) / stride).cast("int")
+    exploded = users.select("*", F.explode(F.sequence(F.lit(0), n_windows - 1)).alias(T.WINDOW))
+    end = F.greatest(F.col("_m") - 1 - F.col(T.WINDOW) * stride, F.least(F.lit(length), F.col("_m") - 1))
+    start = F.greatest(F.lit(1), end - length + 1)  # first target position, 0-based
+    count = end - start + 1
+    return exploded.select(
+        T.USER_ID,
+        F.col(T.WINDOW).cast("int").alias(T.WINDOW),
+        _pad(F.slice("_h", start, count), length).cast(_INT_ARRAY).alias(T.TRAIN_INPUT),  # 1-based: items start-1..
+        _pad(F.slice("_h", start + 1, count), length).cast(_INT_ARRAY).alias(T.TRAIN_TARGET),
+    )
+
+
+def layout_for_feed(df: DataFrame, n_files: int) -> DataFrame:
+    """Range-partition rows into n_files files (one row group each when small) in (user_id[, window]) order.
 
     Petastorm shards by row group, so the table needs at least as many row groups as there are ranks, and
     a deterministic layout keeps training repeatable.
     """
-    return sequences.repartitionByRange(n_files, T.USER_ID).sortWithinPartitions(T.USER_ID)
+    keys = [c for c in (T.USER_ID, T.WINDOW) if c in df.columns]
+    return df.repartitionByRange(n_files, *keys).sortWithinPartitions(*keys)
 
 
 def sequence_metrics(sequences: DataFrame) -> dict[str, int]:

@@ -1,8 +1,8 @@
 """The trained model in the MLflow registry: weights + model config + item index, never a pickled class.
 
 A registered version is an MLflow pyfunc logged "from code" (pyfunc_entry.py): its artifacts are the
-state_dict (`weights.pt`, loaded with weights_only), `config.json` (SASRecConfig) and `item_index.parquet`
-(item_idx -> item_id). Loading rebuilds SASRec from this library's code, so a version stays loadable
+state_dict (`weights.pt`, loaded with weights_only), `config.json` (ModelConfig, naming sasrec or bert4rec) and
+`item_index.parquet` (item_idx -> item_id). Loading rebuilds the model with `build_model`, so a version stays loadable
 whatever the module path of the class that trained it. Where the pyfunc is served, lakerec must be installed.
 """
 from __future__ import annotations
@@ -21,7 +21,8 @@ from mlflow.tracking import MlflowClient
 
 from lakerec import tables as T
 from lakerec.tracking import PIPELINE_RUN_TAG
-from lakerec.models.sasrec import PAD, SASRec, SASRecConfig
+from lakerec.models import build_model
+from lakerec.models.base import PAD, ModelConfig, SequenceEncoder
 
 ARTIFACT_DIR = "sasrec"  # the one directory artifact holding the three files below
 WEIGHTS, CONFIG, ITEM_INDEX = "weights.pt", "config.json", "item_index.parquet"
@@ -33,7 +34,7 @@ class RegistryError(LookupError):
     """No model version matches what was asked for."""
 
 
-def log_model(model: SASRec, item_ids: Sequence[str], registered_model: str, tags: dict[str, Any] | None = None,
+def log_model(model: SequenceEncoder, item_ids: Sequence[str], registered_model: str, tags: dict[str, Any] | None = None,
               top_k: int = 10) -> tuple[str, str, str]:
     """Log the model to the active run, register it and tag the version; returns (name, version, run_id).
 
@@ -91,8 +92,8 @@ def resolve_version(name: str, version: str | int | None = None, pipeline_run_id
     return str(max(int(v.version) for v in versions)), "latest"
 
 
-def load_model(uri_or_name_version: str | tuple[str, str | int]) -> tuple[SASRec, dict[str, Any]]:
-    """Rebuild the SASRec module (eval mode) from a registered version or a run's model.
+def load_model(uri_or_name_version: str | tuple[str, str | int]) -> tuple[SequenceEncoder, dict[str, Any]]:
+    """Rebuild the model (SASRec or BERT4Rec, eval mode) from a registered version or a run's model.
 
     Accepts ("name", version), "models:/name/version", "models:/name@alias" or "runs:/<run_id>/model".
     meta: item_ids (item_ids[i] has item_idx i + 1), max_len, n_items, model_name, model_version, run_id, uri and
@@ -105,11 +106,11 @@ def load_model(uri_or_name_version: str | tuple[str, str | int]) -> tuple[SASRec
     return model, meta
 
 
-def load_from_directory(folder: str | Path) -> tuple[SASRec, list[str]]:
+def load_from_directory(folder: str | Path) -> tuple[SequenceEncoder, list[str]]:
     """The module and item ids from the artifact directory written by log_model."""
     folder = Path(folder)
-    config = SASRecConfig.from_dict(json.loads((folder / CONFIG).read_text()))
-    model = SASRec(config)
+    config = ModelConfig.from_dict(json.loads((folder / CONFIG).read_text()))
+    model = build_model(config)
     model.load_state_dict(torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True))
     index = pd.read_parquet(folder / ITEM_INDEX).sort_values(T.ITEM_IDX)
     if not np.array_equal(index[T.ITEM_IDX].to_numpy(), np.arange(1, config.n_items + 1)):

@@ -18,7 +18,9 @@ from pyspark.sql import types as St
 
 from lakerec import tables as T
 from lakerec.config import ScoreConf
-from lakerec.models.sasrec import SASRec, SASRecConfig
+from lakerec.models import build_model
+from lakerec.models.base import ModelConfig
+from lakerec.models.sasrec import SASRec
 
 HISTORY = "history"
 
@@ -58,7 +60,7 @@ def score_users(spark: SparkSession, users: DataFrame, model: SASRec, item_ids: 
     def score_partition(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         torch.set_num_threads(1)  # one core per Spark task: tasks, not threads, give the parallelism
         config, blob, ids = payload.value
-        net = SASRec(SASRecConfig.from_dict(config))
+        net = build_model(ModelConfig.from_dict(config))
         net.load_state_dict(torch.load(io.BytesIO(blob), weights_only=True))
         net.eval()
         with torch.inference_mode():

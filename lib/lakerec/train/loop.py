@@ -1,77 +1,187 @@
-"""What one Horovod rank runs: read its shard, train SASRec in lockstep with the other ranks, report back.
+"""What one Horovod rank runs: read its shards, train in lockstep with the other ranks, validate, checkpoint.
 
-The same function runs with one rank or many (horovod.spark.run starts it on every rank). Every rank
-builds the model from the same seed, then rank 0's parameters and optimizer state are broadcast, so the
-ranks start identical; DistributedOptimizer averages gradients, so they stay identical (the checksum
-each rank returns lets the driver verify it).
+The same function runs with one rank or many (horovod.spark.run starts it on every rank). Every rank builds
+the model from the same seed and rank 0's parameters are broadcast, so the ranks start identical;
+DistributedOptimizer averages gradients, so they stay identical (the checksum each rank returns lets the driver
+verify it). Each epoch: AdamW steps under a warm-up + decay schedule, then validation NDCG@10 / HR@10 where
+every rank ranks its share of the validation users and the sums are allreduced, so every rank takes the same
+early-stopping decision. Rank 0 writes a checkpoint after every epoch (model, optimizer, scheduler, history,
+best epoch and its weights). The torch RNG (dropout, BERT4Rec masks, sampled negatives) is reseeded from
+(seed, epoch, rank) at the start of every epoch and the batch order is a function of the same triple, so a run
+resumed from the checkpoint of epoch k replays epochs k+1.. exactly as the uninterrupted run would.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
-import logging
+import math
 import os
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
 
 from lakerec.config import TrainConf
-from lakerec.data.feed import epoch_batches, read_shard, steps_for
-from lakerec.models.sasrec import SASRec, SASRecConfig
+from lakerec.data.feed import ValidShard, epoch_batches, read_shard, read_valid_shard, steps_for
+from lakerec.evaluate.metrics import rank_users, ranking_metrics
+from lakerec.models import build_model
+from lakerec.models.base import ModelConfig, SequenceEncoder
+from lakerec.train.losses import make_loss
 
-log = logging.getLogger("lakerec.train")
+FAIL_RANK_ENV = "LAKEREC_TEST_FAIL_RANK"  # tests: the rank with this number raises right after it starts
+CHECKPOINT = "last.pt"
+VALID_K = 10
 
 
-def train_rank(urls: list[str], model_config: dict, conf: TrainConf) -> dict:
-    """Train on this rank's shard; returns its report (rank 0's also carries the weights and loss history)."""
+class RankFailure(RuntimeError):
+    """Raised on purpose in the rank named by LAKEREC_TEST_FAIL_RANK (tests of fail-fast behaviour)."""
+
+
+def train_rank(train_urls: list[str], valid_urls: list[str], model_config: dict, conf: TrainConf,
+               checkpoint_dir: str) -> dict:
+    """Train on this rank's shard; returns its report (rank 0's also carries the best weights)."""
     import horovod.torch as hvd  # imported on the rank, where Horovod initialises
 
     hvd.init()
     try:
-        return _train(hvd, urls, SASRecConfig.from_dict(model_config), conf)
+        if os.environ.get(FAIL_RANK_ENV) == str(hvd.rank()):
+            raise RankFailure(f"rank {hvd.rank()} fails on purpose ({FAIL_RANK_ENV})")
+        return _train(hvd, train_urls, valid_urls, ModelConfig.from_dict(model_config), conf, Path(checkpoint_dir))
     finally:
         hvd.shutdown()
 
 
-def _train(hvd, urls: list[str], config: SASRecConfig, conf: TrainConf) -> dict:
+def _train(hvd, train_urls: list[str], valid_urls: list[str], config: ModelConfig, conf: TrainConf,
+           checkpoint_dir: Path) -> dict:
     rank, size = hvd.rank(), hvd.size()
     device = _device(hvd)
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // hvd.local_size()))  # ranks share the machine's cores
+    torch.set_num_threads(conf.threads or max(1, (os.cpu_count() or 1) // hvd.local_size()))
     start = time.perf_counter()
 
-    shard = read_shard(urls, rank, size, config.max_len)
+    shard = read_shard(train_urls, rank, size, config.max_len)
+    valid = read_valid_shard(valid_urls, rank, size, config.max_len)
     steps = int(hvd.allreduce(torch.tensor(steps_for(len(shard), conf.batch_size)), op=hvd.Max, name="steps"))
+    counts = None
+    if conf.loss == "sampled":  # the proposal for negatives: training popularity over every rank's rows
+        local = torch.from_numpy(np.bincount(shard.targets.ravel(), minlength=config.n_items + 1))
+        counts = hvd.allreduce(local, op=hvd.Sum, name="item_counts")
+    loss_fn = make_loss(conf.loss, conf.negatives, counts)
 
     torch.manual_seed(conf.seed)  # same initial weights everywhere (rank 0's are broadcast anyway)
-    model = SASRec(config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=conf.lr, weight_decay=conf.weight_decay)
+    model = build_model(config).to(device)
     hvd.broadcast_parameters(model.state_dict(), root_rank=0)
-    hvd.broadcast_optimizer_state(optimizer, root_rank=0)
-    optimizer = hvd.DistributedOptimizer(optimizer, named_parameters=model.named_parameters())
-    torch.manual_seed(conf.seed + rank)  # dropout differs per rank, repeatably
+    optimizer = hvd.DistributedOptimizer(torch.optim.AdamW(model.parameters(), lr=conf.lr,
+                                                           weight_decay=conf.weight_decay),
+                                         named_parameters=model.named_parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(conf, steps))
+    state = {"epoch": 0, "history": [], "best": None, "best_state": None, "bad_epochs": 0, "seconds": 0.0}
+    resumed_from = 0
+    if conf.resume:  # rank 0 reads the checkpoint, every rank loads the same one
+        saved = hvd.broadcast_object(_load_checkpoint(checkpoint_dir) if rank == 0 else None, root_rank=0)
+        if saved is not None:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            state = saved["state"]
+            resumed_from = state["epoch"]
+    done = state["bad_epochs"] >= conf.patience
 
-    history = []
-    for epoch in range(conf.epochs):
+    for epoch in range(state["epoch"], conf.epochs):
+        if done:
+            break
+        epoch_start = time.perf_counter()
+        torch.manual_seed(_epoch_seed(conf.seed, epoch, rank))
         model.train()
         total = 0.0
         for inputs, targets in epoch_batches(shard, steps, conf.batch_size, conf.seed, epoch, rank):
+            hidden, y = model.training_pairs(inputs.to(device), targets.to(device))
+            loss = loss_fn(hidden, model.item_vectors(), y)
             optimizer.zero_grad()
-            loss = model.loss(inputs.to(device), targets.to(device))
             loss.backward()
             optimizer.step()
+            scheduler.step()
             total += loss.item()
-        mean = hvd.allreduce(torch.tensor(total / steps), op=hvd.Average, name=f"loss.{epoch}")
-        history.append(float(mean))
+        train_loss = float(hvd.allreduce(torch.tensor(total / steps), op=hvd.Average, name=f"loss.{epoch}"))
+        ndcg, hr = validate(hvd, model, valid, config.n_items, name=f"valid.{epoch}")
+
+        state["seconds"] += time.perf_counter() - epoch_start
+        state["epoch"] = epoch + 1
+        state["history"].append({"epoch": epoch + 1, "train_loss": train_loss, "valid_ndcg_10": ndcg,
+                                 "valid_hr_10": hr, "seconds": state["seconds"]})
+        if state["best"] is None or ndcg > state["best"]["valid_ndcg_10"]:
+            state["best"], state["bad_epochs"] = dict(state["history"][-1]), 0
+            if rank == 0:
+                state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        else:
+            state["bad_epochs"] += 1
+        done = state["bad_epochs"] >= conf.patience
         if rank == 0:
-            log.info("epoch %d/%d: train loss %.4f", epoch + 1, conf.epochs, history[-1])
+            _save_checkpoint(checkpoint_dir, model, optimizer, scheduler, state)
+            print(f"[train] epoch {epoch + 1}/{conf.epochs}: loss {train_loss:.4f}, valid ndcg@10 {ndcg:.4f} "
+                  f"hr@10 {hr:.4f}, {state['seconds']:.0f}s; checkpoint {epoch + 1} saved", flush=True)
 
     report = {
         "rank": rank, "size": size, "device": str(device), "rows": len(shard), "rows_read": shard.rows_read,
-        "steps_per_epoch": steps, "history": history, "checksum": parameter_checksum(model),
+        "valid_users": len(valid), "steps_per_epoch": steps, "history": state["history"], "best": state["best"],
+        "resumed_from": resumed_from, "checksum": parameter_checksum(model),
         "seconds": time.perf_counter() - start, "state_dict": None,
     }
     if rank == 0:
-        report["state_dict"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        report["state_dict"] = state["best_state"]
     return report
+
+
+def validate(hvd, model: SequenceEncoder, valid: ValidShard, n_items: int, name: str) -> tuple[float, float]:
+    """NDCG@10 and HR@10 over every rank's validation users: each ranks its own, the sums are allreduced."""
+    model.eval()
+    sums = torch.zeros(3, dtype=torch.float64)
+    if len(valid):
+        device = next(model.parameters()).device
+        ranks = rank_users(lambda x: model.user_vectors(x.to(device)) @ model.item_vectors().T,
+                           valid.inputs, valid.targets, valid.histories, n_items)
+        m = ranking_metrics(ranks, [VALID_K])
+        sums = torch.tensor([m[f"ndcg_{VALID_K}"] * len(valid), m[f"hr_{VALID_K}"] * len(valid), len(valid)],
+                            dtype=torch.float64)
+    ndcg, hr, users = hvd.allreduce(sums, op=hvd.Sum, name=name).tolist()
+    if users == 0:
+        raise ValueError("no validation user on any rank: silver.sequences has no user with a validation item")
+    return ndcg / users, hr / users
+
+
+def lr_schedule(conf: TrainConf, steps_per_epoch: int):
+    """Multiplier of train.lr per optimizer step: linear warm-up, then cosine/linear decay to 0 or constant."""
+    total = max(1, steps_per_epoch * conf.epochs)
+
+    def factor(step: int) -> float:
+        if step < conf.warmup_steps:
+            return (step + 1) / conf.warmup_steps
+        progress = min(1.0, (step - conf.warmup_steps) / max(1, total - conf.warmup_steps))
+        if conf.decay == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * progress))
+        if conf.decay == "linear":
+            return 1 - progress
+        return 1.0
+
+    return factor
+
+
+def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+
+
+def _save_checkpoint(folder: Path, model, optimizer, scheduler, state: dict) -> None:
+    """Write atomically (temp file, then rename): a kill mid-write leaves the previous checkpoint intact."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{CHECKPOINT}.tmp"
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "state": copy.deepcopy(state)}, tmp)
+    os.replace(tmp, folder / CHECKPOINT)
+
+
+def _load_checkpoint(folder: Path) -> dict | None:
+    path = folder / CHECKPOINT
+    return torch.load(path, map_location="cpu", weights_only=False) if path.is_file() else None
 
 
 def _device(hvd) -> torch.device:

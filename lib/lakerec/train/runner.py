@@ -3,9 +3,11 @@
 horovod.spark.run places one rank per Spark task of the job's session (Gloo controller, no MPI). Two timeouts
 keep a broken run from hanging: `start_timeout` for the tasks to start and register, and
 HOROVOD_GLOO_TIMEOUT_SECONDS for a collective (a dead or stalled rank fails its peers instead of blocking them).
+A rank that raises fails the Spark job, and the driver turns that into a TrainingError naming the run.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import horovod.spark
@@ -13,7 +15,7 @@ import torch
 from pyspark.sql import SparkSession
 
 from lakerec.config import TrainConf
-from lakerec.models.sasrec import SASRecConfig
+from lakerec.models.base import ModelConfig
 from lakerec.train.loop import train_rank
 
 
@@ -23,24 +25,40 @@ class TrainingError(RuntimeError):
 
 @dataclass
 class TrainResult:
-    state_dict: dict[str, torch.Tensor]
-    history: list[float]  # train loss per epoch, averaged across ranks
-    ranks: list[dict]  # per rank: rank, device, rows, rows_read, steps_per_epoch, checksum, seconds
+    state_dict: dict[str, torch.Tensor]  # the best epoch's weights
+    history: list[dict]  # per epoch: epoch, train_loss (averaged across ranks), valid_ndcg_10, valid_hr_10, seconds
+    best: dict  # the history entry of the best validation NDCG@10
+    ranks: list[dict]  # per rank: rank, device, rows, rows_read, valid_users, steps_per_epoch, checksum, seconds
+    resumed_from: int  # the epoch the checkpoint this run continued had reached (0: a fresh run)
 
 
-def train_distributed(spark: SparkSession, urls: list[str], model_config: SASRecConfig, conf: TrainConf) -> TrainResult:
-    """Train on `conf.ranks` ranks reading the snapshot files `urls`; verify the ranks ended identical."""
+def train_distributed(spark: SparkSession, train_urls: list[str], valid_urls: list[str], model_config: ModelConfig,
+                      conf: TrainConf, checkpoint_dir: str) -> TrainResult:
+    """Train on `conf.ranks` ranks reading the snapshot files; verify the ranks ended identical."""
     _check_slots(spark, conf.ranks)
-    reports = horovod.spark.run(
-        train_rank, args=(urls, model_config.to_dict(), conf), num_proc=conf.ranks, use_gloo=True,
-        start_timeout=conf.timeout_s, env={"HOROVOD_GLOO_TIMEOUT_SECONDS": str(conf.timeout_s)}, verbose=0,
-    )
+    env = {**os.environ, "HOROVOD_GLOO_TIMEOUT_SECONDS": str(conf.timeout_s)}
+    try:
+        reports = horovod.spark.run(
+            train_rank, args=(train_urls, valid_urls, model_config.to_dict(), conf, checkpoint_dir),
+            num_proc=conf.ranks, use_gloo=True, start_timeout=conf.timeout_s, env=env, verbose=0,
+        )
+    except Exception as e:  # horovod names the first rank that failed; its traceback is in the job's stderr
+        raise TrainingError(f"training on {conf.ranks} Horovod rank(s) failed (the rank's traceback is in the "
+                            f"log above): {_first_lines(e)}") from e
     checksums = {r["checksum"] for r in reports}
     if len(checksums) != 1:
         raise TrainingError(f"ranks ended with different weights: {[r['checksum'][:12] for r in reports]}")
     lead = reports[0]
-    return TrainResult(state_dict=lead["state_dict"], history=lead["history"],
-                       ranks=[{k: v for k, v in r.items() if k not in ("state_dict", "history")} for r in reports])
+    return TrainResult(state_dict=lead["state_dict"], history=lead["history"], best=lead["best"],
+                       resumed_from=lead["resumed_from"],
+                       ranks=[{k: v for k, v in r.items() if k not in ("state_dict", "history", "best")}
+                              for r in reports])
+
+
+def _first_lines(error: Exception, n: int = 4) -> str:
+    """The head of a (possibly Spark-wrapped, JVM-stack-long) error on one line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return " ".join(lines[:n]) or type(error).__name__
 
 
 def _check_slots(spark: SparkSession, ranks: int) -> None:
