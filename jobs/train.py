@@ -7,7 +7,7 @@ from lakerec import tables as T
 from lakerec.context import StageContext, StageResult, log_params
 from lakerec.data.feed import petastorm_urls
 from lakerec.data.sequences import item_ids_in_order
-from lakerec.evaluate.metrics import EVAL_COLUMNS, evaluate_sequences
+from lakerec.evaluate.metrics import EVAL_COLUMNS, evaluate_all, model_scores, overall
 from lakerec.models.registry import lineage_tags, log_model
 from lakerec.models.sasrec import SASRec, SASRecConfig
 from lakerec.train.runner import train_distributed
@@ -29,7 +29,8 @@ def run(ctx: StageContext) -> StageResult:
     model.load_state_dict(result.state_dict)
 
     sequences = ctx.lake.read(T.SILVER_SEQUENCES, version).where(f"{T.TEST_TARGET} > 0").select(*EVAL_COLUMNS)
-    valid = evaluate_sequences(sequences.toPandas(), len(item_ids), cfg.evaluate.ks, model.eval(), splits=("valid",))
+    valid = overall(evaluate_all(sequences.toPandas(), len(item_ids), cfg.evaluate.ks, {"model": model_scores(model)},
+                                 split="valid"), "model")
     name, model_version, _ = log_model(model, item_ids, cfg.mlflow.registered_model,
                                        tags=lineage_tags(ctx.lake.reads, ctx.pipeline_run_id), top_k=cfg.score.top_n)
     mlflow.set_tags({"lakerec.model_name": name, "lakerec.model_version": model_version})
@@ -37,7 +38,7 @@ def run(ctx: StageContext) -> StageResult:
         "final_train_loss": result.history[-1], "model_version": int(model_version),
         "train_rows": sum(r["rows"] for r in result.ranks), "steps_per_epoch": result.ranks[0]["steps_per_epoch"],
         "train_seconds": max(r["seconds"] for r in result.ranks),
-        **{k: v for k, v in valid.items() if not k.startswith("pop_")},
+        **{f"valid_{k}": v for k, v in valid.items()},
     })
 
 
