@@ -10,6 +10,7 @@ the split's target (history[:-2] for valid, history[:-1] for test), so none sees
 from __future__ import annotations
 
 import itertools
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,14 +37,17 @@ def cooccurrence_matrix(histories: list[np.ndarray], n_items: int) -> torch.Tens
     distinct = [np.unique(h[h != PAD]) for h in histories]
     rows = np.repeat(np.arange(len(distinct)), [len(d) for d in distinct])
     cols = np.concatenate(distinct) if distinct else np.zeros(0, np.int64)
-    x = torch.sparse_coo_tensor(np.stack([rows, cols]), torch.ones(len(cols)), (len(distinct), n_items + 1))
-    both = torch.sparse.mm(x.t().coalesce(), x.coalesce()).coalesce()
+    x = torch.sparse_coo_tensor(np.stack([rows, cols]), torch.ones(len(cols)), (len(distinct), n_items + 1),
+                                check_invariants=True)
+    with warnings.catch_warnings():  # sparse x sparse goes through torch's CSR kernels, which warn "beta"
+        warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta", UserWarning)
+        both = torch.sparse.mm(x.t().coalesce(), x.coalesce()).coalesce()
     (i, j), v = both.indices(), both.values()
     users_with = torch.zeros(n_items + 1).index_add_(0, torch.as_tensor(cols, dtype=torch.long), torch.ones(len(cols)))
     keep = i != j
     i, j = i[keep], j[keep]
     v = v[keep] / torch.sqrt(users_with[i] * users_with[j])
-    return torch.sparse_coo_tensor(torch.stack([i, j]), v, (n_items + 1, n_items + 1)).coalesce().to_sparse_csr()
+    return torch.sparse_coo_tensor(torch.stack([i, j]), v, (n_items + 1, n_items + 1), check_invariants=True).coalesce()
 
 
 def cooccurrence_scorer(sequences: pd.DataFrame, n_items: int, split: str = "test") -> ScoreFn:
