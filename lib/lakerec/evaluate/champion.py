@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -39,18 +40,19 @@ def promote_if_better(name: str, version: str, alias: str, candidate: float, cha
 
 
 def aligned_scores(model: SASRec, model_item_ids: Sequence[str], item_ids: Sequence[str]) -> ScoreFn:
-    """Scores of a model trained on another item index (an older champion) in this snapshot's index: inputs
-    are translated to its index (items it never saw become padding) and items it cannot score rank last."""
-    if list(model_item_ids) == list(item_ids):
-        return model_scores(model)
+    """Scores, in this snapshot's item index, of a model trained on another snapshot (an older champion): inputs
+    are translated to its index (items it never saw become padding) and cut or left-padded to its max_len;
+    items it cannot score rank last."""
     position = {item: i + 1 for i, item in enumerate(model_item_ids)}
     to_model = torch.tensor([PAD] + [position.get(item, PAD) for item in item_ids])
     known = to_model != PAD
-    base = model_scores(model)
+    base, max_len = model_scores(model), model.config.max_len
 
     def score(inputs: torch.Tensor) -> torch.Tensor:
+        translated = to_model[inputs][:, -max_len:]
+        translated = F.pad(translated, (max_len - translated.shape[1], 0), value=PAD)
         out = torch.full((len(inputs), len(item_ids) + 1), torch.finfo(torch.float32).min)
-        out[:, known] = base(to_model[inputs]).float()[:, to_model[known]]
+        out[:, known] = base(translated).float()[:, to_model[known]]
         return out
 
     return score
