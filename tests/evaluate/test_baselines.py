@@ -79,6 +79,7 @@ def test_popularity_and_cooccurrence_beat_random_on_planted_structure():
     assert overall(table, B.POP)["coverage_10"] < overall(table, B.COOC)["coverage_10"]
 
 
+@pytest.mark.slow
 def test_als_beats_random_and_tuning_picks_the_best_valid_point(spark):
     seqs, n = planted()
     grid = B.als_grid([2, 8], [0.1], [1.0], max_iter=5)

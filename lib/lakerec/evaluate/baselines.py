@@ -83,8 +83,10 @@ def als_scorer(spark: SparkSession, sequences: pd.DataFrame, n_items: int, split
     pairs = pd.DataFrame({"user": np.repeat(np.arange(len(data.users), dtype=np.int32), lengths),
                           "item": np.concatenate(data.histories).astype(np.int32)})
     ratings = pairs.groupby(["user", "item"]).size().rename("rating").astype("float32").reset_index()
+    blocks = spark.sparkContext.defaultParallelism  # ALS's default 10 blocks is mostly task overhead on few cores
     als = ALS(rank=params.rank, regParam=params.reg_param, alpha=params.alpha, maxIter=params.max_iter,
-              seed=params.seed, implicitPrefs=True, userCol="user", itemCol="item", ratingCol="rating")
+              seed=params.seed, implicitPrefs=True, userCol="user", itemCol="item", ratingCol="rating",
+              numUserBlocks=blocks, numItemBlocks=blocks)
     model = als.fit(spark.createDataFrame(ratings))
     user_vectors = _factors(model.userFactors.toPandas(), len(data.users) + 1, params.rank)  # last row: unknown
     item_vectors = _factors(model.itemFactors.toPandas(), n_items + 1, params.rank)
