@@ -68,7 +68,8 @@ def evaluate(cfg, spark, version: str):
 
 
 def champion_of(cfg) -> str:
-    return MlflowClient().get_model_version_by_alias(cfg.mlflow.registered_model, cfg.evaluate.champion_alias).version
+    alias = cfg.evaluate.champion_alias
+    return str(MlflowClient().get_model_version_by_alias(cfg.mlflow.registered_model, alias).version)
 
 
 def test_a_tie_keeps_the_champion_and_no_champion_loses_to_anything():
