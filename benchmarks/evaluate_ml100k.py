@@ -5,7 +5,8 @@
 All 100,000 ratings are interactions, ordered per user by time with ties broken by file order (the library's
 item index and leave-last-out sequences: last item test, second-last valid). Full ranking over all 1,682 items,
 the user's history excluded. Prints HR/NDCG/MRR at 5/10/20, MRR, coverage and popularity bias of the top-10 lists
-per baseline and the evaluator's wall time per model, then the ALS grid on valid. The ALS grid comes from conf
+per baseline and the evaluator's wall time per model (and with a SASRec forward pass, as each epoch would run
+it), then the ALS grid on valid. The ALS grid comes from conf
 (evaluate.als). Reads ../shared/data/ml-100k (licensed, never copied here); exits with a message where absent.
 """
 from __future__ import annotations
@@ -22,7 +23,9 @@ from lakerec import tables as T
 from lakerec.config import SequencesConf, load_config
 from lakerec.data.sequences import build_item_index, build_sequences
 from lakerec.evaluate import baselines as B
-from lakerec.evaluate.metrics import EVAL_COLUMNS, evaluate_all
+from lakerec.evaluate.metrics import EVAL_COLUMNS, evaluate_all, model_scores
+from lakerec.evaluate.metrics import overall as overall_of
+from lakerec.models.sasrec import SASRec, SASRecConfig
 from lakerec.spark import get_spark
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,6 +82,10 @@ def main() -> int:
     by_slice = table[table["metric"] == "ndcg_10"].pivot(index="slice", columns="model", values="value")
     users = table[(table["metric"] == "users") & (table["model"] == B.POP)].set_index("slice")["value"]
     print(f"\nNDCG@10 by slice\n{by_slice[list(fitted)].assign(users=users).round(4).to_string()}")
+    untrained = SASRec(SASRecConfig(n_items=n_items, max_len=args.max_len))  # speed only: d=64, 2 layers
+    timing = evaluate_all(rows, n_items, conf.ks, {"sasrec": model_scores(untrained)}, "valid", conf.batch_size)
+    print(f"\nevaluator with a SASRec forward pass (untrained, d=64, 2 layers, max length {args.max_len}), valid "
+          f"split as in every epoch: {overall_of(timing, 'sasrec')['seconds']:.2f} s")
     print(f"\nALS grid on valid ({tuning:.0f} s; best rank={best.rank} reg={best.reg_param} alpha={best.alpha})\n"
           f"{grid[['rank', 'reg_param', 'alpha', 'hr_10', 'ndcg_10', 'mrr_10']].round(4).to_string(index=False)}")
     return 0
