@@ -23,12 +23,16 @@ HEADLINE = ("hr_10", "ndcg_10", "mrr_10", "coverage_10")  # per model in the sta
 
 def baseline_scorers(spark: SparkSession, rows: pd.DataFrame, n_items: int, conf: EvaluateConf
                      ) -> tuple[dict[str, ScoreFn], dict[str, pd.DataFrame]]:
-    """The configured baselines fitted for test (ALS first tuned on valid) and the ALS grid's valid metrics."""
+    """The configured baselines fitted for test (co-occurrence and ALS first tuned on valid) and the tuning
+    tables (valid metrics per decay, per ALS grid point)."""
     scorers, tables = {}, {}
     if "pop" in conf.baselines:
         scorers[B.POP] = B.popularity_scorer(rows, n_items, "test")
     if "cooc" in conf.baselines:
-        scorers[B.COOC] = B.cooccurrence_scorer(rows, n_items, "test")
+        decay, tables["cooc_decay_valid"] = B.tune_cooccurrence(rows, n_items, conf.cooc_decays, conf.ks,
+                                                                CHAMPION_METRIC)
+        log_params({"cooc.decay": decay})
+        scorers[B.COOC] = B.cooccurrence_scorer(rows, n_items, "test", decay)
     if "als" in conf.baselines:
         g = conf.als
         best, tables["als_grid_valid"] = B.tune_als(spark, rows, n_items, B.als_grid(

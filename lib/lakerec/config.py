@@ -148,6 +148,7 @@ class EvaluateConf(_Strict):
     model_version: int | None = None  # None: the version this pipeline run registered, else the latest
     baselines: list[Literal["pop", "cooc", "als"]] = ["pop", "cooc", "als"]
     als: AlsGridConf = AlsGridConf()
+    cooc_decays: list[float] = Field([1.0, 0.8, 0.5, 0.3], min_length=1)
     batch_size: int = Field(256, ge=1)
     head_share: float = Field(0.2, gt=0, le=1)
     length_edges: list[int] = [10, 50, 200]
@@ -158,6 +159,13 @@ class EvaluateConf(_Strict):
     def _k10(cls, v: list[int]) -> list[int]:
         if 10 not in v or min(v) < 1:
             raise ValueError("must be positive and include 10 (NDCG@10 picks ALS and the champion)")
+        return v
+
+    @field_validator("cooc_decays")
+    @classmethod
+    def _decays(cls, v: list[float]) -> list[float]:
+        if any(not 0 < d <= 1 for d in v):
+            raise ValueError("each decay must be in (0, 1]")
         return v
 
     @field_validator("length_edges")

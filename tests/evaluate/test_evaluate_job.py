@@ -113,7 +113,9 @@ def test_evaluate_stage_logs_model_and_baselines_by_slice_with_plots(spark, make
     client = MlflowClient()
     files = {f.path for f in client.list_artifacts(result.run_id, "evaluation")}
     assert files == {"evaluation/test_ndcg_10_by_slice.png", "evaluation/test_model_vs_baselines.png",
-                     "evaluation/test_metrics.csv", "evaluation/als_grid_valid.csv"}
+                     "evaluation/test_metrics.csv", "evaluation/als_grid_valid.csv",
+                     "evaluation/cooc_decay_valid.csv"}
+    assert float(run.data.params["cooc.decay"]) in cfg.evaluate.cooc_decays
     tidy = pd.read_csv(io.StringIO(mlflow.artifacts.load_text(f"runs:/{result.run_id}/evaluation/test_metrics.csv")))
     assert list(tidy.columns) == ["model", "slice", "metric", "value"]
     assert set(tidy["model"]) == {"sasrec", "pop", "cooc", "als"}

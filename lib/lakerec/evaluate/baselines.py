@@ -2,19 +2,19 @@
 the split's target (history[:-2] for valid, history[:-1] for test), so none sees the item it must rank.
 
 - popularity_scorer: interactions per item, the same list for everyone;
-- cooccurrence_scorer: item-item cosine over users' histories (sparse, items x items never dense), summed over
-  the items of the user's input;
+- cooccurrence_scorer: item-item cosine over users' histories (a sparse matrix, never a dense items x items),
+  summed over the items of the user's input with a recency decay tuned on the valid split (tune_cooccurrence);
 - als_scorer: Spark MLlib ALS with implicit feedback (user factors x item factors), tuned by `tune_als` on the
   valid split over a grid from conf and refitted for test.
 """
 from __future__ import annotations
 
 import itertools
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
 from pyspark.ml.recommendation import ALS
 from pyspark.sql import SparkSession
@@ -31,35 +31,50 @@ def popularity_scorer(sequences: pd.DataFrame, n_items: int, split: str = "test"
     return lambda inputs: flat.expand(len(inputs), -1)
 
 
-def cooccurrence_matrix(histories: list[np.ndarray], n_items: int) -> torch.Tensor:
+def cooccurrence_matrix(histories: list[np.ndarray], n_items: int) -> sp.csr_matrix:
     """Sparse [n+1, n+1] cosine of items over users: users with both / sqrt(users with i * users with j),
     diagonal and padding dropped."""
     distinct = [np.unique(h[h != PAD]) for h in histories]
     rows = np.repeat(np.arange(len(distinct)), [len(d) for d in distinct])
     cols = np.concatenate(distinct) if distinct else np.zeros(0, np.int64)
-    x = torch.sparse_coo_tensor(np.stack([rows, cols]), torch.ones(len(cols)), (len(distinct), n_items + 1),
-                                check_invariants=True)
-    with warnings.catch_warnings():  # sparse x sparse goes through torch's CSR kernels, which warn "beta"
-        warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta", UserWarning)
-        both = torch.sparse.mm(x.t().coalesce(), x.coalesce()).coalesce()
-    (i, j), v = both.indices(), both.values()
-    users_with = torch.zeros(n_items + 1).index_add_(0, torch.as_tensor(cols, dtype=torch.long), torch.ones(len(cols)))
-    keep = i != j
-    i, j = i[keep], j[keep]
-    v = v[keep] / torch.sqrt(users_with[i] * users_with[j])
-    return torch.sparse_coo_tensor(torch.stack([i, j]), v, (n_items + 1, n_items + 1), check_invariants=True).coalesce()
+    x = sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)), shape=(len(distinct), n_items + 1))
+    both = (x.T @ x).tocsr()
+    both.setdiag(0)
+    both.eliminate_zeros()
+    users_with = np.asarray(x.sum(axis=0)).ravel()
+    norm = sp.diags(np.divide(1.0, np.sqrt(users_with), out=np.zeros_like(users_with), where=users_with > 0))
+    return (norm @ both @ norm).astype(np.float32).tocsr()
 
 
-def cooccurrence_scorer(sequences: pd.DataFrame, n_items: int, split: str = "test") -> ScoreFn:
-    """Item-item co-occurrence: an item scores the sum of its cosines with the items of the user's input."""
-    matrix = cooccurrence_matrix(split_data(sequences, split).histories, n_items)
+def cooccurrence_scorer(sequences: pd.DataFrame, n_items: int, split: str = "test", decay: float = 1.0,
+                        matrix: sp.csr_matrix | None = None) -> ScoreFn:
+    """Item-item co-occurrence: an item scores the sum of its cosines with the items of the user's input, each
+    weighted decay ** age (the newest item 1, the one before decay, ...): decay < 1 favours the last items.
+    matrix: the split's co-occurrence matrix when already built (tuning reuses it)."""
+    if matrix is None:
+        matrix = cooccurrence_matrix(split_data(sequences, split).histories, n_items)
 
     def score(inputs: torch.Tensor) -> torch.Tensor:
-        seen = torch.zeros(len(inputs), n_items + 1).scatter_(1, inputs, 1.0)
-        seen[:, PAD] = 0.0
-        return (matrix @ seen.T).T  # the matrix is symmetric: rows of (seen @ matrix)
+        items = inputs.numpy()
+        weights = np.broadcast_to(decay ** np.arange(items.shape[1] - 1, -1, -1, dtype=np.float64), items.shape)
+        keep = items != PAD
+        users = np.broadcast_to(np.arange(len(items))[:, None], items.shape)
+        seen = sp.csr_matrix((weights[keep], (users[keep], items[keep])), shape=(len(items), n_items + 1))
+        return torch.from_numpy((seen @ matrix).toarray()).float()  # repeated items add up
 
     return score
+
+
+def tune_cooccurrence(sequences: pd.DataFrame, n_items: int, decays: list[float], ks: list[int],
+                      metric: str = "ndcg_10") -> tuple[float, pd.DataFrame]:
+    """The recency decay with the best valid `metric` (first wins ties) and every decay's valid metrics."""
+    if not decays:
+        raise ValueError("no co-occurrence decay to try: give evaluate.cooc_decays at least one value")
+    matrix = cooccurrence_matrix(split_data(sequences, "valid").histories, n_items)
+    table = evaluate_all(sequences, n_items, ks, {
+        str(d): cooccurrence_scorer(sequences, n_items, "valid", d, matrix) for d in decays}, split="valid")
+    results = pd.DataFrame([{"decay": d, **overall(table, str(d))} for d in decays])
+    return decays[int(results[metric].to_numpy().argmax())], results
 
 
 @dataclass(frozen=True)
