@@ -210,9 +210,47 @@ class TrainConf(_Strict):
     timeout_s: int = Field(120, ge=1)
 
 
+class AlsGridConf(_Strict):
+    """Spark ALS (implicit) grid, searched on the valid split; the best point is refitted for test."""
+
+    ranks: list[int] = Field([32, 64], min_length=1)
+    reg_params: list[float] = Field([0.01, 0.1], min_length=1)
+    alphas: list[float] = Field([1.0, 10.0], min_length=1)
+    max_iter: int = Field(10, ge=1)
+    seed: int = 42
+
+
 class EvaluateConf(_Strict):
     ks: list[int] = Field([5, 10, 20], min_length=1)
     model_version: int | None = None  # None: the version this pipeline run registered, else the latest
+    baselines: list[Literal["pop", "cooc", "als"]] = ["pop", "cooc", "als"]
+    als: AlsGridConf = AlsGridConf()
+    cooc_decays: list[float] = Field([1.0, 0.8, 0.5, 0.3], min_length=1)
+    batch_size: int = Field(256, ge=1)
+    head_share: float = Field(0.2, gt=0, le=1)
+    length_edges: list[int] = [10, 50, 200]
+    champion_alias: str = "champion"
+
+    @field_validator("ks")
+    @classmethod
+    def _k10(cls, v: list[int]) -> list[int]:
+        if 10 not in v or min(v) < 1:
+            raise ValueError("must be positive and include 10 (NDCG@10 picks ALS and the champion)")
+        return v
+
+    @field_validator("cooc_decays")
+    @classmethod
+    def _decays(cls, v: list[float]) -> list[float]:
+        if any(not 0 < d <= 1 for d in v):
+            raise ValueError("each decay must be in (0, 1]")
+        return v
+
+    @field_validator("length_edges")
+    @classmethod
+    def _edges(cls, v: list[int]) -> list[int]:
+        if any(a >= b for a, b in zip(v, v[1:])) or (v and v[0] < 1):
+            raise ValueError("must be positive and strictly increasing")
+        return v
 
 
 class ScoreConf(_Strict):

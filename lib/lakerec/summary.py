@@ -1,6 +1,7 @@
 """The closing summary of a pipeline run: what ran, rows per table, quarantine reasons, metrics, where to look."""
 from __future__ import annotations
 
+import fnmatch
 import os
 
 from pyspark.sql import SparkSession
@@ -12,7 +13,7 @@ from lakerec.lake import Lake
 
 SUMMARY_TABLES = (T.BRONZE_EVENTS, T.BRONZE_QUARANTINE, T.SILVER_EVENTS, T.SILVER_SESSIONS, T.SILVER_ITEMS,
                   T.SILVER_ITEM_INDEX, T.SILVER_SEQUENCES, T.GOLD_TOPN)
-HEADLINE_METRICS = ("test_hr_10", "test_ndcg_10", "pop_test_ndcg_10", "users_scored")
+HEADLINE_METRICS = ("test.*.ndcg_10", "users_scored")  # fnmatch patterns: every evaluated model's NDCG@10
 
 
 def table_counts(lake: Lake) -> dict[str, tuple[int, int]]:
@@ -39,7 +40,8 @@ def pipeline_summary(cfg: Config, spark: SparkSession, results: dict[str, StageR
     if reasons:
         lines.append("quarantined by reason:")
         lines += [f"  {k:<32} {n:>8,}" for k, n in reasons.items()]
-    metrics = {k: v for r in results.values() for k, v in r.metrics.items() if k in HEADLINE_METRICS}
+    metrics = {k: v for r in results.values() for k, v in r.metrics.items()
+               if any(fnmatch.fnmatchcase(k, p) for p in HEADLINE_METRICS)}
     if metrics:
         lines.append("metrics: " + "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                              for k, v in metrics.items()))

@@ -1,4 +1,5 @@
-"""Full-ranking metrics on hand-computed cases: rank 1, rank 3, ties, history exclusion, the popularity baseline."""
+"""Full-ranking metrics on hand-computed cases: rank 1, rank 3, ties, history exclusion, MRR@k, slices, coverage
+and popularity bias of the lists, user-aware scorers."""
 import math
 
 import numpy as np
@@ -7,8 +8,9 @@ import pytest
 import torch
 
 from lakerec import tables as T
-from lakerec.evaluate.metrics import (evaluate_sequences, history_mask, popularity_scores, rank_users,
-                                      ranking_metrics, target_ranks)
+from lakerec.evaluate.metrics import (evaluate_all, history_mask, length_slices, overall, popularity_percentile,
+                                      popularity_slices, rank_users, ranking_metrics, score_users, target_ranks,
+                                      user_aware)
 
 N = 5  # items 1..5, column 0 is padding
 
@@ -21,6 +23,23 @@ def no_history(batch):
     return history_mask([np.array([], np.int64)] * batch, N)
 
 
+def by_index(inputs):
+    """Item i scores i: item 5 first, padding never counts."""
+    return torch.arange(N + 1, dtype=torch.float32).expand(len(inputs), -1)
+
+
+def tiny_sequences():
+    """Three users; before the test targets: item 4 three times, 5 twice, 1, 2 and 3 once."""
+    return pd.DataFrame({
+        T.USER_ID: ["a", "b", "c"],
+        T.HISTORY: [np.array([4, 5, 1, 2]), np.array([4, 5, 2, 1]), np.array([4, 3, 4])],
+        T.VALID_INPUT: [np.array([4, 5]), np.array([4, 5]), np.array([0, 4])],
+        T.VALID_TARGET: [1, 2, 3],
+        T.TEST_INPUT: [np.array([5, 1]), np.array([5, 2]), np.array([4, 3])],
+        T.TEST_TARGET: [2, 1, 4],
+    })
+
+
 def test_rank_one_gives_ndcg_one_and_rank_three_gives_one_over_log2_4():
     s = scores([9.0, 5, 4, 3, 2, 1],   # padding scores highest yet never counts; target 1 is first
                [0.0, 5, 4, 3, 2, 1])   # target 3 is third
@@ -30,6 +49,14 @@ def test_rank_one_gives_ndcg_one_and_rank_three_gives_one_over_log2_4():
     assert m["ndcg_1"] == pytest.approx(0.5) and m["hr_1"] == pytest.approx(0.5)
     assert m["ndcg_3"] == pytest.approx((1 + 1 / math.log2(4)) / 2)
     assert m["hr_3"] == 1.0 and m["mrr"] == pytest.approx((1 + 1 / 3) / 2)
+    assert m["mrr_1"] == pytest.approx(0.5) and m["mrr_3"] == pytest.approx((1 + 1 / 3) / 2)
+
+
+def test_mrr_at_k_counts_only_hits_within_k():
+    m = ranking_metrics(torch.tensor([1, 4, 12]), [5, 10])
+    assert m["mrr_5"] == pytest.approx((1 + 1 / 4) / 3)
+    assert m["mrr_10"] == pytest.approx((1 + 1 / 4) / 3)
+    assert m["mrr"] == pytest.approx((1 + 1 / 4 + 1 / 12) / 3)
 
 
 def test_history_items_are_excluded_but_the_target_is_kept():
@@ -45,39 +72,87 @@ def test_ties_count_against_the_target():
     assert target_ranks(flat, torch.tensor([1]), no_history(1)).tolist() == [N]
 
 
-def test_batches_give_the_same_ranks_as_one_pass():
+def test_batches_give_the_same_ranks_and_lists_as_one_pass():
     rng = np.random.default_rng(0)
     table = torch.as_tensor(rng.normal(size=(7, N + 1)), dtype=torch.float32)
     inputs = np.arange(7).reshape(7, 1)  # the "input" is the row of the score table
     targets = rng.integers(1, N + 1, size=7)
     histories = [rng.integers(1, N + 1, size=k) for k in range(7)]
     score_fn = lambda x: table[x[:, 0]]  # noqa: E731
-    one = rank_users(score_fn, inputs, targets, histories, N, batch_size=100)
-    small = rank_users(score_fn, inputs, targets, histories, N, batch_size=3)
-    assert torch.equal(one, small)
+    one = score_users(score_fn, inputs, targets, histories, N, batch_size=100, top_k=3)
+    small = score_users(score_fn, inputs, targets, histories, N, batch_size=3, top_k=3)
+    assert torch.equal(one[0], small[0]) and torch.equal(one[1], small[1])
+    assert torch.equal(rank_users(score_fn, inputs, targets, histories, N, batch_size=3), one[0])
 
 
-def test_popularity_baseline_and_split_histories():
-    seqs = pd.DataFrame({
-        T.USER_ID: ["a", "b", "c"],
-        # training part = history[:-2]: item 4 is the most popular there (3 times), then 5 (twice)
-        T.HISTORY: [np.array([4, 5, 1, 2]), np.array([4, 5, 2, 1]), np.array([4, 3, 4])],
-        T.VALID_INPUT: [np.array([4, 5]), np.array([4, 5]), np.array([0, 4])],
-        T.VALID_TARGET: [1, 2, 3],
-        T.TEST_INPUT: [np.array([5, 1]), np.array([5, 2]), np.array([4, 3])],
-        T.TEST_TARGET: [2, 1, 4],
-    })
-    m = evaluate_sequences(seqs, N, [1], model=None)
-    # test, user a: history before target = 4 5 1 excluded; pop order 4(3) 5(2) 1,2,3(0): target 2 ties
-    # with 3 -> rank 2. user b: same by symmetry -> rank 2. user c: 4 is the target (kept), 3 excluded -> rank 1
-    assert m["pop_test_mrr"] == pytest.approx((1 / 2 + 1 / 2 + 1) / 3)
-    assert m["pop_test_hr_1"] == pytest.approx(1 / 3)
-    # valid, user a: 4 5 excluded, target 1 ties with 2 and 3 -> rank 3; b the same.
-    # user c: only 4 excluded, 5 (count 2) comes first, then 3 ties with 1 and 2 -> rank 4
-    assert m["pop_valid_mrr"] == pytest.approx((1 / 3 + 1 / 3 + 1 / 4) / 3)
-    assert m["test_users"] == 3
+def test_top_lists_skip_history_and_pad_when_nothing_is_left():
+    ranks, top = score_users(by_index, np.zeros((2, 1)), np.array([1, 2]),
+                             [np.array([5, 3]), np.array([1, 2, 3, 4, 5])], N, top_k=4)
+    assert top.tolist() == [[4, 2, 1, 0], [2, 0, 0, 0]]  # user 2: only the target (a repeat) is left
+    assert ranks.tolist() == [3, 1]
 
 
-def test_popularity_scores_broadcast_per_user():
-    fn = popularity_scores(np.array([0, 3, 1, 0, 0, 2]))
-    assert fn(torch.zeros(4, 2, dtype=torch.long)).shape == (4, N + 1)
+def test_user_aware_scorer_gets_the_users_of_its_batch():
+    seen = []
+
+    @user_aware
+    def per_user(inputs, users):
+        seen.extend(users)
+        out = torch.zeros(len(inputs), N + 1)
+        out[torch.arange(len(users)), torch.as_tensor([int(u[1:]) for u in users])] = 1.0
+        return out
+
+    seqs = tiny_sequences()
+    seqs[T.USER_ID] = ["u2", "u1", "u4"]  # each user's own id names its target: every rank is 1
+    table = evaluate_all(seqs, N, [1], {"oracle": per_user}, batch_size=2)
+    assert seen == ["u2", "u1", "u4"]
+    assert overall(table, "oracle")["hr_1"] == 1.0
+
+
+def test_evaluate_all_slices_coverage_and_popularity_bias_by_hand():
+    table = evaluate_all(tiny_sequences(), N, [1, 10], {"index": by_index}, length_edges=[3])
+    # test histories before the targets: a 4 5 1, b 4 5 2, c 4 3. Targets a:2, b:1, c:4 (a repeat, kept).
+    # Item i scores i: a ranks 2 among {2, 3}; b 1 among {1, 3}; c 4 among {1, 2, 4, 5}: every rank is 2.
+    all_users = overall(table, "index")
+    assert all_users["users"] == 3 and all_users["hr_1"] == 0 and all_users["mrr"] == pytest.approx(0.5)
+    assert all_users["ndcg_10"] == pytest.approx(1 / math.log2(3))
+    # lists: a [3, 2], b [3, 1], c [5, 4, 2, 1]: every item is listed
+    assert all_users["coverage_10"] == 1.0
+    # counts 1:1 2:1 3:1 4:3 5:2 -> percentile (share of items at most as popular) 1-3: .6, 4: 1, 5: .8
+    assert all_users["pop_bias_10"] == pytest.approx((4 * 0.6 + 0.6 + 0.6 + 1.0 + 0.8) / 8)
+    assert all_users["seconds"] >= 0
+
+    by_slice = table[table["metric"] == "users"].set_index("slice")["value"].to_dict()
+    # head: the top 20% of the 5 seen items = item 4 (c's target); a and b's targets are tail; nothing cold
+    # lengths before the target: a 3, b 3, c 2 with edges [3] -> len_0-2 (c), len_3_up (a, b)
+    assert by_slice == {"all": 3, "head": 1, "tail": 2, "len_0-2": 1, "len_3_up": 2}
+    head = table[(table["slice"] == "head")].set_index("metric")["value"]
+    assert head["coverage_10"] == pytest.approx(4 / N) and head["pop_bias_10"] == pytest.approx((0.8 + 1 + 1.2) / 4)
+
+
+def test_valid_split_uses_the_items_before_the_valid_target():
+    table = evaluate_all(tiny_sequences(), N, [1], {"index": by_index}, split="valid")
+    # valid histories: a 4 5, b 4 5, c 4; targets 1, 2, 3. a: 1 among {1, 2, 3} -> 3; b: 2 -> 2;
+    # c: 3 among {1, 2, 3, 5} -> 2
+    assert overall(table, "index")["mrr"] == pytest.approx((1 / 3 + 1 / 2 + 1 / 2) / 3)
+
+
+def test_popularity_slices_head_tail_cold_and_ties_at_the_threshold():
+    counts = np.array([0, 9, 5, 5, 1, 0, 1, 1, 1, 1, 1])  # 9 items seen; 20% of 9 -> 2 head items: 1 and 2
+    labels = popularity_slices(np.array([1, 2, 3, 4, 5]), counts)
+    assert labels.tolist() == ["head", "head", "head", "tail", "cold"]  # 3 ties with 2, the last head item
+
+
+def test_length_slices_name_their_bounds():
+    assert length_slices(np.array([0, 9, 10, 49, 50, 500]), [10, 50]).tolist() == [
+        "len_0-9", "len_0-9", "len_10-49", "len_10-49", "len_50_up", "len_50_up"]
+
+
+def test_popularity_percentile_of_the_most_popular_item_is_one():
+    assert popularity_percentile(np.array([0, 3, 1, 1, 0])).tolist() == [0.0, 1.0, 0.75, 0.75, 0.25]
+
+
+def test_no_user_with_a_split_is_a_clear_error():
+    seqs = tiny_sequences().assign(**{T.TEST_TARGET: 0})
+    with pytest.raises(ValueError, match="no user has a test target"):
+        evaluate_all(seqs, N, [10], {"index": by_index})

@@ -31,7 +31,8 @@ def test_summary_names_tables_metrics_and_where_to_look(pipeline_run):
     root, out = pipeline_run
     for stage in load_pipeline().stages:
         assert f"[{stage.name}]" in out
-    assert T.GOLD_TOPN in out and "test_ndcg_10=" in out and "lakerec ui" in out and str(root) in out
+    assert T.GOLD_TOPN in out and "lakerec ui" in out and str(root) in out
+    assert "test.sasrec.ndcg_10=" in out and "test.als.ndcg_10=" in out
 
 
 def test_every_raw_line_is_accounted_for(pipeline_run, spark):
@@ -72,9 +73,12 @@ def test_mlflow_has_a_parent_run_and_a_child_per_stage_with_lineage(pipeline_run
     assert children["score"].data.params[f"wrote.{T.GOLD_TOPN}"] == str(Lake(str(root), spark).version(T.GOLD_TOPN))
     assert children["silver"].data.params[f"read.{T.BRONZE_EVENTS}"] == "0"
     assert f"read.{T.SILVER_SEQUENCES}" in children["train"].data.params
-    assert "test_ndcg_10" in children["evaluate"].data.metrics
+    assert {"test.sasrec.ndcg_10", "test.pop.ndcg_10", "test.cooc.ndcg_10", "test.als.ndcg_10",
+            "test.sasrec.slice.len_0-9.ndcg_10"} <= set(children["evaluate"].data.metrics)
     versions = client.search_model_versions(f"name='{cfg.mlflow.registered_model}'")
     assert len(versions) == 1
+    champion = client.get_model_version_by_alias(cfg.mlflow.registered_model, cfg.evaluate.champion_alias)
+    assert str(champion.version) == str(versions[0].version)  # the first version evaluated becomes the champion
 
 
 def test_review_notebook_runs_against_the_pipeline_lake(pipeline_run, monkeypatch):
@@ -91,4 +95,4 @@ def test_review_notebook_runs_against_the_pipeline_lake(pipeline_run, monkeypatc
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")  # stored without outputs
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(repo)}}).execute()
     printed = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
-    assert "top-N" in printed
+    assert "top-N" in printed and "champion: version 1" in printed

@@ -36,9 +36,9 @@ def test_sequential_data_model_beats_popularity_with_lineage(spark, make_cfg, is
 
     m = evaluated.metrics
     assert m["test_users"] == 60
-    assert m["test_ndcg_10"] > m["pop_test_ndcg_10"] + 0.3
-    assert m["test_hr_10"] > m["pop_test_hr_10"] and m["test_mrr"] > m["pop_test_mrr"]
-    assert trained.metrics["best_valid_ndcg_10"] > m["pop_valid_ndcg_10"]
+    assert m["test.sasrec.ndcg_10"] > m["test.pop.ndcg_10"] + 0.3
+    assert m["test.sasrec.hr_10"] > m["test.pop.hr_10"] and m["test.sasrec.mrr_10"] > m["test.pop.mrr_10"]
+    assert trained.metrics["best_valid_ndcg_10"] > m["test.pop.ndcg_10"]
     assert 1 <= trained.metrics["best_epoch"] <= trained.metrics["epochs_run"] <= EPOCHS
     assert m["model_version"] == trained.metrics["model_version"] == 1
 
@@ -55,4 +55,4 @@ def test_sequential_data_model_beats_popularity_with_lineage(spark, make_cfg, is
     assert version.tags[PIPELINE_RUN_TAG] == pipeline
     run = mlflow.get_run(evaluated.run_id)
     assert run.data.tags["lakerec.model_chosen_by"] == "pipeline_run"
-    assert run.data.metrics["pop_test_ndcg_10"] == pytest.approx(m["pop_test_ndcg_10"])
+    assert run.data.metrics["test.pop.ndcg_10"] == pytest.approx(m["test.pop.ndcg_10"])

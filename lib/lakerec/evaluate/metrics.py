@@ -3,12 +3,16 @@
 Per user: scores for all n items; padding and the items of the user's history before the target are excluded,
 the target itself always stays (a repeated purchase is a legitimate hit). Rank = 1 + items scoring higher
 + other items scoring equal (ties count against the target, so a flat baseline such as popularity cannot
-win by ties). HR@k, NDCG@k (one relevant item: 1/log2(rank+1) within k) and MRR, averaged over users.
-Vectorised in torch, batch by batch: memory is batch_size x n_items, never users x items.
+win by ties). HR@k, NDCG@k (one relevant item: 1/log2(rank+1) within k) and MRR@k, averaged over users;
+beside them the catalog coverage and the popularity bias of the top-k lists, overall and per slice (target
+popularity, history length). Vectorised in torch, batch by batch: memory is batch_size x n_items, never
+users x items. `evaluate_all` is the one entry point for the model and every baseline.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,12 +21,21 @@ import torch
 from lakerec import tables as T
 from lakerec.models.sasrec import PAD, SASRec
 
-ScoreFn = Callable[[torch.Tensor], torch.Tensor]  # [B, L] inputs -> [B, n_items + 1] scores
+# [B, L] inputs (-> and, for a user-aware scorer, the B user ids) -> [B, n_items + 1] scores
+ScoreFn = Callable[..., torch.Tensor]
 EVAL_COLUMNS = [T.USER_ID, T.HISTORY, T.VALID_INPUT, T.VALID_TARGET, T.TEST_INPUT, T.TEST_TARGET]
 SPLITS = {  # split -> (input column, target column, items before the target = history[:-cut])
     "valid": (T.VALID_INPUT, T.VALID_TARGET, 2),
     "test": (T.TEST_INPUT, T.TEST_TARGET, 1),
 }
+TIDY_COLUMNS = ["model", "slice", "metric", "value"]
+ALL, HEAD, TAIL, COLD = "all", "head", "tail", "cold"  # slices by the target's popularity before the split
+
+
+def user_aware(fn: ScoreFn) -> ScoreFn:
+    """Mark a scorer that needs the user ids (fn(inputs, users)), e.g. ALS's user factors."""
+    fn.needs_users = True
+    return fn
 
 
 def history_mask(histories: Sequence[np.ndarray], n_items: int) -> torch.Tensor:
@@ -49,30 +62,51 @@ def target_ranks(scores: torch.Tensor, targets: torch.Tensor, excluded: torch.Te
 
 
 def ranking_metrics(ranks: torch.Tensor, ks: Sequence[int]) -> dict[str, float]:
-    """hr_k, ndcg_k for each k, and mrr, averaged over the ranked users."""
+    """hr_k, ndcg_k, mrr_k for each k, and mrr, averaged over the ranked users."""
     ranks = ranks.double()
     out = {}
+    zeros = torch.zeros_like(ranks)
     for k in ks:
         hit = ranks <= k
         out[f"hr_{k}"] = hit.double().mean().item()
-        out[f"ndcg_{k}"] = torch.where(hit, 1.0 / torch.log2(ranks + 1), torch.zeros_like(ranks)).mean().item()
+        out[f"ndcg_{k}"] = torch.where(hit, 1.0 / torch.log2(ranks + 1), zeros).mean().item()
+        out[f"mrr_{k}"] = torch.where(hit, 1.0 / ranks, zeros).mean().item()
     out["mrr"] = (1.0 / ranks).mean().item()
     return out
 
 
-def rank_users(score_fn: ScoreFn, inputs: np.ndarray, targets: np.ndarray, histories: Sequence[np.ndarray],
-               n_items: int, batch_size: int = 256) -> torch.Tensor:
-    """Ranks of every user's target under score_fn, computed batch by batch."""
+def score_users(score_fn: ScoreFn, inputs: np.ndarray, targets: np.ndarray, histories: Sequence[np.ndarray],
+                n_items: int, batch_size: int = 256, users: np.ndarray | None = None, top_k: int = 0
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ranks [U], top-k item lists [U, top_k]) of every user under score_fn, batch by batch.
+
+    The lists exclude what the ranks exclude (padding, history but the target; PAD fills a list where fewer
+    items are left). users: passed to the scorer as its second argument when given (user-aware scorers).
+    """
     if len(inputs) != len(targets) or len(targets) != len(histories):
         raise ValueError("inputs, targets and histories must have one entry per user")
-    ranks = []
+    if users is not None and len(users) != len(targets):
+        raise ValueError("users must have one entry per user")
+    ranks, tops = [torch.zeros(0, dtype=torch.long)], [torch.zeros(0, top_k, dtype=torch.long)]
     with torch.inference_mode():
         for start in range(0, len(targets), batch_size):
             stop = start + batch_size
-            scores = score_fn(torch.as_tensor(inputs[start:stop], dtype=torch.long)).cpu()
-            ranks.append(target_ranks(scores, torch.as_tensor(targets[start:stop], dtype=torch.long),
-                                      history_mask(histories[start:stop], n_items)))
-    return torch.cat(ranks) if ranks else torch.zeros(0, dtype=torch.long)
+            batch = torch.as_tensor(np.asarray(inputs[start:stop]), dtype=torch.long)
+            scores = (score_fn(batch) if users is None else score_fn(batch, users[start:stop])).cpu().float()
+            target = torch.as_tensor(np.asarray(targets[start:stop]), dtype=torch.long)
+            excluded = history_mask(histories[start:stop], n_items)
+            excluded[torch.arange(len(target)), target] = False
+            ranks.append(target_ranks(scores, target, excluded))
+            if top_k:
+                values, items = torch.topk(scores.masked_fill(excluded, float("-inf")), top_k, dim=1)
+                tops.append(items.masked_fill(values == float("-inf"), PAD))  # fewer than top_k items left
+    return torch.cat(ranks), torch.cat(tops)
+
+
+def rank_users(score_fn: ScoreFn, inputs: np.ndarray, targets: np.ndarray, histories: Sequence[np.ndarray],
+               n_items: int, batch_size: int = 256, users: np.ndarray | None = None) -> torch.Tensor:
+    """Ranks of every user's target under score_fn, computed batch by batch (users: for user-aware scorers)."""
+    return score_users(score_fn, inputs, targets, histories, n_items, batch_size, users)[0]
 
 
 def model_scores(model: SASRec) -> ScoreFn:
@@ -82,40 +116,105 @@ def model_scores(model: SASRec) -> ScoreFn:
     return lambda inputs: model.user_vectors(inputs.to(device)) @ model.item_vectors().T
 
 
-def popularity_scores(counts: np.ndarray) -> ScoreFn:
-    """The most-popular baseline: the same score vector (item counts) for every user."""
-    flat = torch.as_tensor(counts, dtype=torch.float32)
-    return lambda inputs: flat.expand(len(inputs), -1)
+@dataclass(frozen=True)
+class SplitData:
+    """One split of the evaluated users, as arrays: what a scorer sees and what it must rank."""
+
+    users: np.ndarray            # user ids
+    inputs: np.ndarray           # [U, L] the split's padded input
+    targets: np.ndarray          # [U]
+    histories: list[np.ndarray]  # items before the target (excluded from the ranking)
+
+    @property
+    def history_lengths(self) -> np.ndarray:
+        return np.array([len(h) for h in self.histories], dtype=np.int64)
 
 
-def training_popularity(sequences: pd.DataFrame, n_items: int) -> np.ndarray:
-    """Item counts over the part of each history that training sees (everything before the valid item)."""
-    parts = [np.asarray(h)[:-2] for h in sequences[T.HISTORY]]
-    items = np.concatenate(parts) if parts else np.zeros(0, np.int64)
-    return np.bincount(items.astype(np.int64), minlength=n_items + 1)
+def split_data(sequences: pd.DataFrame, split: str) -> SplitData:
+    """The users with a split (target > 0) of silver.sequences rows, for split "valid" or "test"."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}: expected one of {list(SPLITS)}")
+    input_col, target_col, cut = SPLITS[split]
+    rows = sequences[sequences[target_col] > 0]
+    if rows.empty:
+        raise ValueError(f"no user has a {split} target: nothing to evaluate")
+    return SplitData(users=rows[T.USER_ID].to_numpy(), inputs=np.stack(rows[input_col].to_numpy()).astype(np.int64),
+                     targets=rows[target_col].to_numpy().astype(np.int64),
+                     histories=[np.asarray(h, dtype=np.int64)[:-cut] for h in rows[T.HISTORY]])
 
 
-def evaluate_sequences(sequences: pd.DataFrame, n_items: int, ks: Sequence[int], model: SASRec | None = None,
-                       splits: Sequence[str] = ("valid", "test"), batch_size: int = 256) -> dict[str, float]:
-    """Model and popularity metrics per split over users with a split (test_target > 0).
+def split_popularity(data: SplitData, n_items: int) -> np.ndarray:
+    """[n_items + 1] interactions per item before the split's targets: what a baseline may learn from."""
+    items = np.concatenate(data.histories) if data.histories else np.zeros(0, np.int64)
+    return np.bincount(items, minlength=n_items + 1)
 
-    sequences: rows of silver.sequences (history and the split columns). Keys: `<split>_<metric>` for the
-    model, `pop_<split>_<metric>` for the baseline, and `<split>_users`.
-    """
-    users = sequences[sequences[T.TEST_TARGET] > 0]
-    if users.empty:
-        raise ValueError("no user has a valid/test split: nothing to evaluate")
-    scorers = {"pop_": popularity_scores(training_popularity(users, n_items))}
-    if model is not None:
-        scorers[""] = model_scores(model)
-    out: dict[str, float] = {}
-    for split in splits:
-        input_col, target_col, cut = SPLITS[split]
-        inputs = np.stack(users[input_col].to_numpy())
-        targets = users[target_col].to_numpy()
-        histories = [np.asarray(h)[:-cut] for h in users[T.HISTORY]]
-        out[f"{split}_users"] = float(len(users))
-        for prefix, score_fn in scorers.items():
-            ranks = rank_users(score_fn, inputs, targets, histories, n_items, batch_size)
-            out.update({f"{prefix}{split}_{k}": v for k, v in ranking_metrics(ranks, ks).items()})
+
+def popularity_percentile(counts: np.ndarray) -> np.ndarray:
+    """Per item: the share of catalog items (padding aside) at most as popular as it; the most popular is 1."""
+    catalog = np.sort(counts[1:])
+    out = np.searchsorted(catalog, counts, side="right") / max(len(catalog), 1)
+    out[PAD] = 0.0
     return out
+
+
+def popularity_slices(targets: np.ndarray, counts: np.ndarray, head_share: float = 0.2) -> np.ndarray:
+    """Per target: head (among the head_share most popular items seen before the split; an item tied with the
+    last head item is head too), tail (seen, not head) or cold (never seen before the split)."""
+    seen = np.sort(counts[1:][counts[1:] > 0])[::-1]
+    n_head = int(np.ceil(head_share * len(seen)))
+    threshold = seen[n_head - 1] if n_head else np.inf
+    c = counts[targets]
+    return np.where(c == 0, COLD, np.where(c >= threshold, HEAD, TAIL))
+
+
+def length_slices(lengths: np.ndarray, edges: Sequence[int]) -> np.ndarray:
+    """Per user: the history-length bucket, edges [10, 50] -> len_0-9, len_10-49, len_50_up."""
+    bounds = [0, *edges]
+    names = [f"len_{lo}-{hi - 1}" for lo, hi in zip(bounds, bounds[1:])] + [f"len_{bounds[-1]}_up"]
+    return np.asarray(names)[np.searchsorted(np.asarray(edges), lengths, side="right")]
+
+
+def list_metrics(top: torch.Tensor, n_items: int, percentile: np.ndarray, k: int) -> dict[str, float]:
+    """coverage_k: share of the catalog in any top-k list; pop_bias_k: mean popularity percentile of the
+    listed items (1 = only the most popular item). PAD in a list (no item left) is not an item."""
+    items = top[:, :k].reshape(-1).numpy()
+    items = items[items != PAD]
+    return {f"coverage_{k}": len(np.unique(items)) / n_items,
+            f"pop_bias_{k}": float(percentile[items].mean()) if len(items) else float("nan")}
+
+
+def evaluate_all(sequences: pd.DataFrame, n_items: int, ks: Sequence[int], scorers: Mapping[str, ScoreFn],
+                 split: str = "test", batch_size: int = 256, list_k: int = 10, head_share: float = 0.2,
+                 length_edges: Sequence[int] = (10, 50, 200)) -> pd.DataFrame:
+    """Every scorer on one split of silver.sequences rows -> tidy (model, slice, metric, value).
+
+    Slices: all, head/tail/cold (the target's popularity before the split) and len_* (the user's history
+    length). Metrics per slice: users, hr/ndcg/mrr at each k, mrr, coverage and pop_bias of the top-list_k
+    lists; per model also `seconds` (the evaluator's wall time for it) in slice all.
+    """
+    data = split_data(sequences, split)
+    counts = split_popularity(data, n_items)
+    percentile = popularity_percentile(counts)
+    slices = {ALL: np.ones(len(data.targets), bool)}
+    for labels in (popularity_slices(data.targets, counts, head_share),
+                   length_slices(data.history_lengths, length_edges)):
+        slices.update({name: labels == name for name in np.unique(labels)})
+    rows = []
+    for model, score_fn in scorers.items():
+        start = time.perf_counter()
+        users = data.users if getattr(score_fn, "needs_users", False) else None
+        ranks, top = score_users(score_fn, data.inputs, data.targets, data.histories, n_items, batch_size,
+                                 users, min(list_k, n_items))
+        for name, mask in slices.items():
+            selected = torch.as_tensor(mask)
+            metrics = {"users": float(mask.sum()), **ranking_metrics(ranks[selected], ks),
+                       **list_metrics(top[selected], n_items, percentile, list_k)}
+            rows += [(model, name, metric, value) for metric, value in metrics.items()]
+        rows.append((model, ALL, "seconds", time.perf_counter() - start))
+    return pd.DataFrame(rows, columns=TIDY_COLUMNS)
+
+
+def overall(table: pd.DataFrame, model: str) -> dict[str, float]:
+    """metric -> value of one model over all users (slice all) of an evaluate_all table."""
+    rows = table[(table["model"] == model) & (table["slice"] == ALL)]
+    return dict(zip(rows["metric"], rows["value"]))

@@ -1,0 +1,146 @@
+"""The peers every model is compared with, as scorers for `evaluate_all`, each fitted only on what comes before
+the split's target (history[:-2] for valid, history[:-1] for test), so none sees the item it must rank.
+
+- popularity_scorer: interactions per item, the same list for everyone;
+- cooccurrence_scorer: item-item cosine over users' histories (a sparse matrix, never a dense items x items),
+  summed over the items of the user's input with a recency decay tuned on the valid split (tune_cooccurrence);
+- als_scorer: Spark MLlib ALS with implicit feedback (user factors x item factors), tuned by `tune_als` on the
+  valid split over a grid from conf and refitted for test.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from pyspark.ml.recommendation import ALS
+from pyspark.sql import SparkSession
+
+from lakerec.evaluate.metrics import ScoreFn, evaluate_all, overall, split_data, split_popularity, user_aware
+from lakerec.models.sasrec import PAD
+
+POP, COOC, ALS_NAME = "pop", "cooc", "als"  # model names in the evaluation table and MLflow metric names
+
+
+def popularity_scorer(sequences: pd.DataFrame, n_items: int, split: str = "test") -> ScoreFn:
+    """Most popular: the item counts before the split, the same scores for every user."""
+    flat = torch.as_tensor(split_popularity(split_data(sequences, split), n_items), dtype=torch.float32)
+    return lambda inputs: flat.expand(len(inputs), -1)
+
+
+def cooccurrence_matrix(histories: list[np.ndarray], n_items: int) -> sp.csr_matrix:
+    """Sparse [n+1, n+1] cosine of items over users: users with both / sqrt(users with i * users with j),
+    diagonal and padding dropped."""
+    distinct = [np.unique(h[h != PAD]) for h in histories]
+    rows = np.repeat(np.arange(len(distinct)), [len(d) for d in distinct])
+    cols = np.concatenate(distinct) if distinct else np.zeros(0, np.int64)
+    x = sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)), shape=(len(distinct), n_items + 1))
+    both = (x.T @ x).tocsr()
+    both.setdiag(0)
+    both.eliminate_zeros()
+    users_with = np.asarray(x.sum(axis=0)).ravel()
+    norm = sp.diags(np.divide(1.0, np.sqrt(users_with), out=np.zeros_like(users_with), where=users_with > 0))
+    return (norm @ both @ norm).astype(np.float32).tocsr()
+
+
+def cooccurrence_scorer(sequences: pd.DataFrame, n_items: int, split: str = "test", decay: float = 1.0,
+                        matrix: sp.csr_matrix | None = None) -> ScoreFn:
+    """Item-item co-occurrence: an item scores the sum of its cosines with the items of the user's input, each
+    weighted decay ** age (the newest item 1, the one before decay, ...): decay < 1 favours the last items.
+    matrix: the split's co-occurrence matrix when already built (tuning reuses it)."""
+    if matrix is None:
+        matrix = cooccurrence_matrix(split_data(sequences, split).histories, n_items)
+
+    def score(inputs: torch.Tensor) -> torch.Tensor:
+        items = inputs.numpy()
+        weights = np.broadcast_to(decay ** np.arange(items.shape[1] - 1, -1, -1, dtype=np.float64), items.shape)
+        keep = items != PAD
+        users = np.broadcast_to(np.arange(len(items))[:, None], items.shape)
+        seen = sp.csr_matrix((weights[keep], (users[keep], items[keep])), shape=(len(items), n_items + 1))
+        return torch.from_numpy((seen @ matrix).toarray()).float()  # repeated items add up
+
+    return score
+
+
+def tune_cooccurrence(sequences: pd.DataFrame, n_items: int, decays: list[float], ks: list[int],
+                      metric: str = "ndcg_10") -> tuple[float, pd.DataFrame]:
+    """The recency decay with the best valid `metric` (first wins ties) and every decay's valid metrics."""
+    if not decays:
+        raise ValueError("no co-occurrence decay to try: give evaluate.cooc_decays at least one value")
+    matrix = cooccurrence_matrix(split_data(sequences, "valid").histories, n_items)
+    table = evaluate_all(sequences, n_items, ks, {
+        str(d): cooccurrence_scorer(sequences, n_items, "valid", d, matrix) for d in decays}, split="valid")
+    results = pd.DataFrame([{"decay": d, **overall(table, str(d))} for d in decays])
+    return decays[int(results[metric].to_numpy().argmax())], results
+
+
+@dataclass(frozen=True)
+class AlsParams:
+    rank: int
+    reg_param: float
+    alpha: float
+    max_iter: int = 10
+    seed: int = 42
+
+
+def als_scorer(spark: SparkSession, sequences: pd.DataFrame, n_items: int, split: str = "test",
+               params: AlsParams = AlsParams(64, 0.1, 1.0)) -> ScoreFn:
+    """Spark MLlib ALS (implicitPrefs; rating = interactions of a user with an item before the split).
+
+    A user-aware scorer: it reads the user ids, as ALS knows users, not sequences. An unknown user or item
+    has a zero vector (scores 0).
+    """
+    data = split_data(sequences, split)
+    lengths = [len(h) for h in data.histories]
+    pairs = pd.DataFrame({"user": np.repeat(np.arange(len(data.users), dtype=np.int32), lengths),
+                          "item": np.concatenate(data.histories).astype(np.int32)})
+    ratings = pairs.groupby(["user", "item"]).size().rename("rating").astype("float32").reset_index()
+    blocks = spark.sparkContext.defaultParallelism  # ALS's default 10 blocks is mostly task overhead on few cores
+    als = ALS(rank=params.rank, regParam=params.reg_param, alpha=params.alpha, maxIter=params.max_iter,
+              seed=params.seed, implicitPrefs=True, userCol="user", itemCol="item", ratingCol="rating",
+              numUserBlocks=blocks, numItemBlocks=blocks)
+    model = als.fit(spark.createDataFrame(ratings))
+    user_vectors = _factors(model.userFactors.toPandas(), len(data.users) + 1, params.rank)  # last row: unknown
+    item_vectors = _factors(model.itemFactors.toPandas(), n_items + 1, params.rank)
+    row_of = {user: row for row, user in enumerate(data.users)}
+    unknown = len(data.users)
+
+    def score(inputs: torch.Tensor, users: np.ndarray) -> torch.Tensor:
+        rows = torch.as_tensor([row_of.get(u, unknown) for u in users], dtype=torch.long)
+        return user_vectors[rows] @ item_vectors.T
+
+    return user_aware(score)
+
+
+def _factors(frame: pd.DataFrame, n: int, rank: int) -> torch.Tensor:
+    out = torch.zeros(n, rank)
+    if len(frame):
+        out[torch.as_tensor(frame["id"].to_numpy(), dtype=torch.long)] = torch.as_tensor(
+            np.stack(frame["features"].to_numpy()), dtype=torch.float32)
+    return out
+
+
+def als_grid(ranks: list[int], reg_params: list[float], alphas: list[float], max_iter: int = 10,
+             seed: int = 42) -> list[AlsParams]:
+    return [AlsParams(r, g, a, max_iter, seed) for r, g, a in itertools.product(ranks, reg_params, alphas)]
+
+
+def tune_als(spark: SparkSession, sequences: pd.DataFrame, n_items: int, grid: list[AlsParams],
+             ks: list[int], metric: str = "ndcg_10") -> tuple[AlsParams, pd.DataFrame]:
+    """The grid point with the best valid `metric` (first wins ties) and every point's valid metrics:
+    a frame with the AlsParams fields and the overall metrics."""
+    if not grid:
+        raise ValueError("the ALS grid is empty: give evaluate.als at least one rank, reg_param and alpha")
+    rows = []
+    for params in grid:
+        table = evaluate_all(sequences, n_items, ks, {ALS_NAME: als_scorer(spark, sequences, n_items, "valid", params)},
+                             split="valid")
+        rows.append({**params.__dict__, **overall(table, ALS_NAME)})
+    results = pd.DataFrame(rows)
+    if metric not in results:
+        raise ValueError(f"tuning metric {metric!r} is not among the evaluated metrics (ks={ks})")
+    best = grid[int(results[metric].to_numpy().argmax())]
+    return best, results

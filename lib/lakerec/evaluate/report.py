@@ -1,0 +1,65 @@
+"""An evaluate_all table for people: MLflow metric names, plots (metrics by slice, model vs baselines) and the
+tidy CSV, all logged to the active run."""
+from __future__ import annotations
+
+import math
+
+import mlflow
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from lakerec.evaluate.metrics import ALL
+
+ARTIFACTS = "evaluation"  # artifact folder of the evaluate run
+
+
+def metric_names(table: pd.DataFrame, split: str) -> dict[str, float]:
+    """`<split>.<model>.<metric>` (all users) and `<split>.<model>.slice.<slice>.<metric>`; NaN left out."""
+    out = {}
+    for model, slice_, metric, value in table.itertuples(index=False):
+        if value is None or math.isnan(value):
+            continue
+        key = f"{split}.{model}.{metric}" if slice_ == ALL else f"{split}.{model}.slice.{slice_}.{metric}"
+        out[key] = float(value)
+    return out
+
+
+def _bars(frame: pd.DataFrame, title: str, ylabel: str) -> Figure:
+    """Grouped bars: one group per index label, one bar per column."""
+    fig = Figure(figsize=(max(6.0, 1.2 * len(frame.index) * max(1, len(frame.columns)) / 3), 4), layout="constrained")
+    ax = fig.subplots()
+    width = 0.8 / max(1, len(frame.columns))
+    x = np.arange(len(frame.index))
+    for i, column in enumerate(frame.columns):
+        ax.bar(x + i * width - 0.4 + width / 2, frame[column].to_numpy(), width, label=str(column))
+    ax.set_xticks(x, [str(i) for i in frame.index])
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def slice_figure(table: pd.DataFrame, metric: str = "ndcg_10") -> Figure:
+    """metric by slice (x) for every model (bars)."""
+    rows = table[table["metric"] == metric]
+    frame = rows.pivot(index="slice", columns="model", values="value")
+    order = [ALL] + sorted(s for s in frame.index if s != ALL)
+    return _bars(frame.loc[order, list(dict.fromkeys(rows["model"]))], f"{metric} by slice", metric)
+
+
+def comparison_figure(table: pd.DataFrame) -> Figure:
+    """HR, NDCG and MRR at every k over all users: the model beside the baselines."""
+    rows = table[(table["slice"] == ALL) & table["metric"].str.match(r"^(hr|ndcg|mrr)_\d+$")]
+    frame = rows.pivot(index="metric", columns="model", values="value")
+    return _bars(frame.loc[list(dict.fromkeys(rows["metric"])), list(dict.fromkeys(rows["model"]))],
+                 "model vs baselines (all users)", "value")
+
+
+def log_report(table: pd.DataFrame, split: str, extra: dict[str, pd.DataFrame] | None = None) -> None:
+    """Plots and CSVs (the tidy table, and any extra tables such as the ALS grid) under evaluation/."""
+    mlflow.log_figure(slice_figure(table), f"{ARTIFACTS}/{split}_ndcg_10_by_slice.png")
+    mlflow.log_figure(comparison_figure(table), f"{ARTIFACTS}/{split}_model_vs_baselines.png")
+    mlflow.log_text(table.to_csv(index=False), f"{ARTIFACTS}/{split}_metrics.csv")
+    for name, frame in (extra or {}).items():
+        mlflow.log_text(frame.to_csv(index=False), f"{ARTIFACTS}/{name}.csv")
