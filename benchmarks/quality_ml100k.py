@@ -95,10 +95,10 @@ def ratio_line(lakerec: dict | None, recbole: dict | None, als: dict | None) -> 
             f"time_ratio_vs_recbole={ratio('seconds_to_best', recbole)}")
 
 
-def peer_cache_path(data: Path, overrides: list[str], cache: Path = PEER_CACHE) -> Path:
+def peer_cache_path(data: Path, overrides: list[str]) -> Path:
     """Where RecBole's JSON for these scripts, data and parameter overrides is cached."""
     key = P.cache_key([PEER_SCRIPT, Path(P.__file__), data], {"overrides": overrides})
-    return cache / f"recbole_sasrec-{key}.json"
+    return PEER_CACHE / f"recbole_sasrec-{key}.json"
 
 
 def recbole_result(data: Path, fresh: bool, overrides: list[str] = ()) -> tuple[dict | None, str]:

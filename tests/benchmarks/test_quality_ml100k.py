@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -72,7 +75,7 @@ def test_ranking_metrics_by_hand():
     assert P.coverage([[1, 2], [2, 3]], n_items=6) == pytest.approx(0.5)
 
 
-def test_cache_key_follows_scripts_data_and_parameters(tmp_path):
+def test_cache_key_follows_scripts_data_and_parameters(tmp_path, monkeypatch):
     data = write_udata(tmp_path / "u.data", TINY)
     script = tmp_path / "script.py"
     script.write_text("x = 1\n")
@@ -81,9 +84,23 @@ def test_cache_key_follows_scripts_data_and_parameters(tmp_path):
     assert key != P.cache_key([script, data], {"overrides": ["epochs=1"]})
     script.write_text("x = 2\n")
     assert key != P.cache_key([script, data], {"overrides": []})
-    path = Q.peer_cache_path(data, [], cache=tmp_path)
+    monkeypatch.setattr(Q, "PEER_CACHE", tmp_path)
+    path = Q.peer_cache_path(data, [])
     assert path.parent == tmp_path and path.name.startswith("recbole_sasrec-") and path.suffix == ".json"
-    assert path != Q.peer_cache_path(data, ["epochs=1"], cache=tmp_path)
+    assert path != Q.peer_cache_path(data, ["epochs=1"])
+
+
+def test_recbole_result_reuses_the_cache_unless_fresh(tmp_path, monkeypatch):
+    data = write_udata(tmp_path / "u.data", TINY)
+    monkeypatch.setattr(Q, "PEER_CACHE", tmp_path / "cache")
+    monkeypatch.setattr(Q, "PEER_PYTHON", tmp_path / "no-venv" / "python")
+    result, note = Q.recbole_result(data, fresh=False)
+    assert result is None and "setup_recbole.sh" in note  # nothing cached, no venv: a clear skip
+    Q.peer_cache_path(data, []).parent.mkdir()
+    Q.peer_cache_path(data, []).write_text('{"test": {"ndcg@10": 0.1}, "seconds_to_best": 5.0}')
+    result, note = Q.recbole_result(data, fresh=False)
+    assert Q.recbole_row(result) == {"ndcg@10": 0.1, "seconds_to_best": 5.0} and note.startswith("RecBole: cached")
+    assert Q.recbole_result(data, fresh=True)[0] is None  # --fresh-peer ignores the cache (and needs the venv)
 
 
 def test_lakerec_rows_read_both_metric_namings():
@@ -121,3 +138,25 @@ def test_movielens_protocol_split(ml100k):
     split = P.leave_one_out(P.user_histories(rows))
     assert len(rows) == 100_000 and len(split) == 943  # every ML-100K user has at least 20 ratings
     assert all(valid != test for valid, test in split.values())  # u.data has no repeated (user, item)
+
+
+@pytest.mark.slow
+def test_recbole_script_on_a_tiny_file(tmp_path):
+    """The real RecBole script in its venv on 60 synthetic users: its split equals the protocol's (it checks and
+    exits otherwise), and the history-masked validation NDCG@10 RecBole early-stopped on is the protocol's."""
+    if not Q.PEER_PYTHON.is_file():
+        pytest.skip(f"RecBole venv absent at {Q.PEER_PYTHON} (bash benchmarks/peers/setup_recbole.sh)")
+    rows = [(str(u), str((u * 7 + j * 3) % 40 + 1), 1000 + j // 2) for u in range(1, 61) for j in range(15)]
+    data = write_udata(tmp_path / "u.data", rows)  # timestamps tie in pairs: file order must break them
+    out = tmp_path / "out.json"
+    subprocess.run([str(Q.PEER_PYTHON), str(Q.PEER_SCRIPT), "--data", str(data), "--out", str(out),
+                    "--workdir", str(tmp_path / "work"), "--set", "epochs=2"], check=True, capture_output=True,
+                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = json.loads(out.read_text())
+    expected = P.leave_one_out(P.user_histories(P.read_udata(data)))
+    assert P.split_mismatches(expected, {u: tuple(v) for u, v in result["split"].items()}) == 0
+    assert result["users"] == 60 and result["items"] == 40 and result["test"]["users"] == 60
+    best = result["epochs"][result["best_epoch"] - 1]
+    assert best["valid_ndcg10"] == pytest.approx(result["valid"]["ndcg@10"], abs=1e-4)  # RecBole rounds to 4
+    assert best["test"] == result["test"]  # the best checkpoint reloaded scores as it did when saved
+    assert 0 < result["seconds_to_best"] <= sum(e["train_s"] + e["valid_s"] for e in result["epochs"])
