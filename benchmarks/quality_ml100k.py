@@ -141,19 +141,23 @@ def lakerec_split(lake: Path) -> dict[str, tuple[str, str]]:
             for r in rows if r[T.TEST_TARGET] > 0}
 
 
-def run_lakerec(lake: Path, overrides: list[str]) -> tuple[dict[str, float], dict[str, float], float, str]:
-    """`lakerec run` on MovieLens into `lake`; the evaluate and train stage metrics, wall seconds and command."""
-    from mlflow.tracking import MlflowClient
-
+def run_lakerec(lake: Path, overrides: list[str]) -> tuple[float, str]:
+    """`lakerec run` on MovieLens into `lake`: wall seconds and the command."""
     cmd = [str(Path(sys.executable).with_name("lakerec")), "run", "--config", "conf/sources/movielens.yaml",
            "--set", f"lake.root={lake}", *(x for o in overrides for x in ("--set", o))]
     start = time.perf_counter()
     subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - start
-    client = MlflowClient(tracking_uri=f"sqlite:///{lake}/mlflow.db")
-    runs = client.search_runs([client.get_experiment_by_name("lakerec").experiment_id])
-    stages = {r.info.run_name: r.data.metrics for r in runs if not r.info.run_name.startswith("pipeline:")}
-    return stages["evaluate"], stages.get("train", {}), wall, " ".join(cmd[1:])
+    return time.perf_counter() - start, " ".join(cmd[1:])
+
+
+def stage_metrics(tracking_uri: str, experiment: str = "lakerec") -> dict[str, dict[str, float]]:
+    """Stage name -> metrics of its latest run in the MLflow store (pipeline parent runs left aside)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id],
+                              order_by=["attributes.start_time ASC"])
+    return {r.info.run_name: r.data.metrics for r in runs if not r.info.run_name.startswith("pipeline:")}
 
 
 def main() -> int:
@@ -169,8 +173,9 @@ def main() -> int:
 
     recbole, note = (None, "RecBole: skipped (--no-peer)") if args.no_peer else recbole_result(DATA, args.fresh_peer)
     lake = Path(args.lake or tempfile.mkdtemp(prefix="lakerec-quality-")) / "lake"
-    evaluate, train, wall, cmd = run_lakerec(lake, args.overrides)
-    rows = lakerec_rows(evaluate, train)
+    wall, cmd = run_lakerec(lake, args.overrides)
+    stages = stage_metrics(f"sqlite:///{lake}/mlflow.db")
+    rows = lakerec_rows(stages["evaluate"], stages.get("train", {}))
     best = best_lakerec(rows)
 
     expected = P.leave_one_out(P.user_histories(P.read_udata(DATA)))

@@ -160,3 +160,20 @@ def test_recbole_script_on_a_tiny_file(tmp_path):
     assert best["valid_ndcg10"] == pytest.approx(result["valid"]["ndcg@10"], abs=1e-4)  # RecBole rounds to 4
     assert best["test"] == result["test"]  # the best checkpoint reloaded scores as it did when saved
     assert 0 < result["seconds_to_best"] <= sum(e["train_s"] + e["valid_s"] for e in result["epochs"])
+
+
+def test_stage_metrics_read_a_real_mlflow_store(tmp_path):
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.create_experiment("lakerec", artifact_location=(tmp_path / "artifacts").as_uri())
+    with mlflow.start_run(experiment_id=experiment, run_name="pipeline:lakerec"):
+        with mlflow.start_run(experiment_id=experiment, run_name="train", nested=True):
+            mlflow.log_metrics({"seconds_to_best": 42.0})
+        with mlflow.start_run(experiment_id=experiment, run_name="evaluate", nested=True):
+            mlflow.log_metrics({"test.sasrec.ndcg_10": 0.11, "test.pop.ndcg_10": 0.04})
+    stages = Q.stage_metrics(uri)
+    assert set(stages) == {"train", "evaluate"}
+    rows = Q.lakerec_rows(stages["evaluate"], stages["train"])
+    assert rows == {"sasrec": {"ndcg@10": 0.11, "seconds_to_best": 42.0}, "pop": {"ndcg@10": 0.04}}
