@@ -43,19 +43,19 @@ with DAG(
         task_id='sequences',
         bash_command="lakerec sequences --profile cluster --set 'lake.root={{ params.lake_root }}'",
         retries=2,
-        doc='item index + per-user sequences with a leave-last-out split -> silver.item_index, silver.sequences',
+        doc='item index + per-user sequences with a leave-last-out split -> silver.item_index, silver.sequences, silver.train_windows',
     )
     train = BashOperator(
         task_id='train',
         bash_command="lakerec train --profile cluster --set 'lake.root={{ params.lake_root }}'",
         retries=1,
-        doc='SASRec on Horovod ranks fed by Petastorm -> MLflow model (registered)',
+        doc='SASRec or BERT4Rec on Horovod ranks fed by Petastorm, early-stopped on validation NDCG@10 -> MLflow model (registered)',
     )
     evaluate = BashOperator(
         task_id='evaluate',
         bash_command="lakerec evaluate --profile cluster --set 'lake.root={{ params.lake_root }}'",
         retries=2,
-        doc='full-ranking HR/NDCG on the test split, with a popularity baseline',
+        doc='full-ranking metrics by slice on the test split beside popularity, co-occurrence, ALS; champion alias',
     )
     score = BashOperator(
         task_id='score',

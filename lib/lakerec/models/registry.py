@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,7 +27,7 @@ from lakerec.models.base import PAD, ModelConfig, SequenceEncoder
 
 ARTIFACT_DIR = "sasrec"  # the one directory artifact holding the three files below
 WEIGHTS, CONFIG, ITEM_INDEX = "weights.pt", "config.json", "item_index.parquet"
-ENTRY = Path(__file__).with_name("pyfunc_entry.py")
+ENTRY = "pyfunc_entry.py"  # read through importlib.resources: under spark-submit --py-files it sits inside a zip
 PREDICT_COLUMN = "item_ids"  # predict: a column of item-id lists in, a column of top-k item-id lists out
 
 
@@ -55,8 +56,10 @@ def log_model(model: SequenceEncoder, item_ids: Sequence[str], registered_model:
         (folder / CONFIG).write_text(json.dumps(model.config.to_dict()))
         pd.DataFrame({T.ITEM_IDX: np.arange(1, len(item_ids) + 1, dtype=np.int32),
                       T.ITEM_ID: [str(i) for i in item_ids]}).to_parquet(folder / ITEM_INDEX, index=False)
+        entry = Path(tmp, ENTRY)
+        entry.write_text(resources.files("lakerec.models").joinpath(ENTRY).read_text())
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=str(ENTRY), artifacts={ARTIFACT_DIR: str(folder)},
+            name="model", python_model=str(entry), artifacts={ARTIFACT_DIR: str(folder)},
             registered_model_name=registered_model, signature=signature, input_example=example,
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}",
                               f"pandas=={pd.__version__}", "pyarrow"],
