@@ -81,8 +81,12 @@ def test_mlflow_has_a_parent_run_and_a_child_per_stage_with_lineage(pipeline_run
     assert str(champion.version) == str(versions[0].version)  # the first version evaluated becomes the champion
 
 
-def test_review_notebook_runs_against_the_pipeline_lake(pipeline_run, monkeypatch):
-    """Executes notebooks/review_run.ipynb in a real kernel against the lake the pipeline just made."""
+@pytest.mark.parametrize("notebook, expected", [
+    ("review_run.ipynb", ["top-N", "champion: version 1"]),
+    ("quality_report.ipynb", ["rows in", "runs in the report"]),
+])
+def test_notebook_runs_against_the_pipeline_lake(pipeline_run, monkeypatch, notebook, expected):
+    """Executes a notebook in a real kernel against the lake the pipeline just made."""
     import nbformat
     from nbclient import NotebookClient
 
@@ -91,8 +95,8 @@ def test_review_notebook_runs_against_the_pipeline_lake(pipeline_run, monkeypatc
     monkeypatch.setenv("LAKEREC_PROFILE", "test")
     monkeypatch.setenv("LAKEREC_LAKE_ROOT", str(root))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # exported by mlflow in this process: not the kernel's
-    nb = nbformat.read(repo / "notebooks" / "review_run.ipynb", as_version=4)
+    nb = nbformat.read(repo / "notebooks" / notebook, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")  # stored without outputs
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(repo)}}).execute()
     printed = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
-    assert "top-N" in printed and "champion: version 1" in printed
+    assert all(text in printed for text in expected), printed[-2000:]
