@@ -15,14 +15,15 @@ from tests.etl.conftest import etl_cfg
 NOW = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
 T0 = datetime(2026, 11, 20, 9, tzinfo=timezone.utc)
 BRONZE_SCHEMA = ("event_id string, user_id string, item_id string, event_type string, ts timestamp, value double, "
-                 "session_id string, user_agent string, batch_id string, source_file string, ingested_at timestamp")
+                 "session_id string, user_agent string, batch_id string, source_file string, source_line long, "
+                 "ingested_at timestamp")
 
 
 def bronze(spark, *events):
     """bronze.events rows from dicts: user u1, item i1, a view at T0 by a browser, unless said otherwise."""
     defaults = {"event_id": None, "user_id": "u1", "item_id": "i1", "event_type": "view", "ts": T0, "value": None,
                 "session_id": None, "user_agent": "Mozilla/5.0", "batch_id": "b1", "source_file": "f1",
-                "ingested_at": NOW}
+                "source_line": 1, "ingested_at": NOW}
     rows = [tuple({**defaults, "event_id": f"e{n}", **e}[c] for c in BRONZE_EVENT_COLUMNS)
             for n, e in enumerate(events)]
     return spark.createDataFrame(rows, BRONZE_SCHEMA)
