@@ -21,7 +21,7 @@ from tests.conftest import CONF_DIR
 from tests.etl.conftest import run_job
 from tests.etl.test_silver import BRONZE_EVENT_COLUMNS, COLUMN_TYPES
 
-pytestmark = pytest.mark.slow  # eight silver runs on one lake: about a minute on 2 idle cores
+pytestmark = pytest.mark.slow  # eight silver runs on one lake
 
 D1, D2, D3, D8 = date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 3), date(2026, 11, 8)
 
@@ -88,6 +88,7 @@ class History:
     files: dict = field(default_factory=dict)    # step -> {dt: data files}
     versions: dict = field(default_factory=dict)  # step -> {table: version}
     quality: dict = field(default_factory=dict)   # step -> {metric: value} of the step's silver run
+    sessions: dict = field(default_factory=dict)  # step -> {session_id: (n_events, dt)}
     gate_error: Exception | None = None
 
 
@@ -98,6 +99,7 @@ def snapshot(h: History, step: str) -> None:
     for f in h.lake.files(T.SILVER_EVENTS):
         h.files[step].setdefault(f.split("/dt=")[1].split("/")[0], set()).add(f)
     h.versions[step] = {t: h.lake.version(t) for t in (T.SILVER_EVENTS, T.SILVER_SESSIONS, T.SILVER_BATCHES)}
+    h.sessions[step] = {r[T.SESSION_ID]: (r["n_events"], r[T.DT]) for r in h.lake.read(T.SILVER_SESSIONS).collect()}
     report = h.lake.read(T.SILVER_QUALITY)
     latest = report.where(F.col(T.PROCESSED_AT) == report.agg(F.max(T.PROCESSED_AT)).first()[0])
     h.quality[step] = {r[T.METRIC]: r[T.VALUE] for r in latest.collect()}
@@ -155,6 +157,16 @@ def test_first_run_keeps_the_clean_events_and_counts_each_drop(history):
     sessions = session_of(history, "first")
     assert sessions["u1-a"] == sessions["u1-b"]  # crosses midnight, one session
     assert history.files["first"].keys() == {str(D1), str(D2), str(D3), str(D8)}
+
+
+def test_sessions_match_the_events_after_every_step(history):
+    for step, events in history.events.items():
+        per_session = {}
+        for row in events:
+            per_session[row[6]] = per_session.get(row[6], 0) + 1
+        assert {s: n for s, (n, _) in history.sessions[step].items()} == per_session, step
+    u7 = session_of(history, "late")["u7-b"]
+    assert history.sessions["late"][u7] == (2, D1)  # started before midnight: filed under D1
 
 
 def test_a_rerun_without_new_batches_changes_nothing(history):
