@@ -78,7 +78,8 @@ def _train(hvd, train_urls: list[str], valid_urls: list[str], config: ModelConfi
     state = {"epoch": 0, "history": [], "best": None, "best_state": None, "bad_epochs": 0, "seconds": 0.0}
     resumed_from = 0
     if conf.resume:  # rank 0 reads the checkpoint, every rank loads the same one
-        saved = hvd.broadcast_object(_load_checkpoint(checkpoint_dir) if rank == 0 else None, root_rank=0)
+        saved = hvd.broadcast_object(_load_checkpoint(checkpoint_dir) if rank == 0 else None, root_rank=0,
+                                     name="checkpoint")  # the default name is the object's type: None != dict
         if saved is not None:
             model.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])

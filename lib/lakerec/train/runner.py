@@ -2,7 +2,8 @@
 
 horovod.spark.run places one rank per Spark task of the job's session (Gloo controller, no MPI). Two timeouts
 keep a broken run from hanging: `start_timeout` for the tasks to start and register, and
-HOROVOD_GLOO_TIMEOUT_SECONDS for a collective (a dead or stalled rank fails its peers instead of blocking them).
+HOROVOD_GLOO_TIMEOUT_SECONDS for a collective (a dead or stalled rank fails its peers instead of blocking them),
+with HOROVOD_STALL_SHUTDOWN_TIME_SECONDS shutting down a collective that not every rank joins.
 A rank that raises fails the Spark job, and the driver turns that into a TrainingError naming the run.
 """
 from __future__ import annotations
@@ -36,7 +37,9 @@ def train_distributed(spark: SparkSession, train_urls: list[str], valid_urls: li
                       conf: TrainConf, checkpoint_dir: str) -> TrainResult:
     """Train on `conf.ranks` ranks reading the snapshot files; verify the ranks ended identical."""
     _check_slots(spark, conf.ranks)
-    env = {**os.environ, "HOROVOD_GLOO_TIMEOUT_SECONDS": str(conf.timeout_s)}
+    timeout = str(conf.timeout_s)  # a collective some rank never joins is a stall: shut down instead of waiting
+    env = {**os.environ, "HOROVOD_GLOO_TIMEOUT_SECONDS": timeout, "HOROVOD_STALL_CHECK_TIME_SECONDS": timeout,
+           "HOROVOD_STALL_SHUTDOWN_TIME_SECONDS": timeout}
     try:
         reports = horovod.spark.run(
             train_rank, args=(train_urls, valid_urls, model_config.to_dict(), conf, checkpoint_dir),
