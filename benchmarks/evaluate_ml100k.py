@@ -1,4 +1,4 @@
-"""The baselines on MovieLens 100K through lakerec's evaluator: most popular, item co-occurrence and ALS, tuned on valid.
+"""The baselines on MovieLens 100K through lakerec's evaluator: most popular, co-occurrence and ALS tuned on valid.
 
     .venv/bin/python benchmarks/evaluate_ml100k.py [--max-len 50] [--set evaluate.als.ranks=[64] ...]
 
@@ -6,8 +6,8 @@ All 100,000 ratings are interactions, ordered per user by time with ties broken 
 item index and leave-last-out sequences: last item test, second-last valid). Full ranking over all 1,682 items,
 the user's history excluded. Prints HR/NDCG/MRR at 5/10/20, MRR, coverage and popularity bias of the top-10 lists
 per baseline and the evaluator's wall time per model (and with a SASRec forward pass, as each epoch would run
-it), then the co-occurrence decays and the ALS grid on valid, both from conf
-(evaluate.cooc_decays, evaluate.als). Reads ../shared/data/ml-100k (licensed, never copied here); exits with a message where absent.
+it), then the co-occurrence decays and the ALS grid on valid, both from conf (evaluate.cooc_decays, evaluate.als).
+Reads ../shared/data/ml-100k (licensed, never copied here); exits with a message where absent.
 """
 from __future__ import annotations
 
