@@ -1,4 +1,4 @@
-"""The baselines on MovieLens 100K through lakerec's evaluator: most popular, item co-occurrence, ALS tuned on valid.
+"""The baselines on MovieLens 100K through lakerec's evaluator: most popular, co-occurrence and ALS tuned on valid.
 
     .venv/bin/python benchmarks/evaluate_ml100k.py [--max-len 50] [--set evaluate.als.ranks=[64] ...]
 
@@ -6,8 +6,8 @@ All 100,000 ratings are interactions, ordered per user by time with ties broken 
 item index and leave-last-out sequences: last item test, second-last valid). Full ranking over all 1,682 items,
 the user's history excluded. Prints HR/NDCG/MRR at 5/10/20, MRR, coverage and popularity bias of the top-10 lists
 per baseline and the evaluator's wall time per model (and with a SASRec forward pass, as each epoch would run
-it), then the ALS grid on valid. The ALS grid comes from conf
-(evaluate.als). Reads ../shared/data/ml-100k (licensed, never copied here); exits with a message where absent.
+it), then the co-occurrence decays and the ALS grid on valid, both from conf (evaluate.cooc_decays, evaluate.als).
+Reads ../shared/data/ml-100k (licensed, never copied here); exits with a message where absent.
 """
 from __future__ import annotations
 
@@ -64,9 +64,10 @@ def main() -> int:
     best, grid = B.tune_als(spark, rows, n_items, B.als_grid(g.ranks, g.reg_params, g.alphas, g.max_iter, g.seed),
                             conf.ks)
     tuning = time.perf_counter() - start
+    decay, decays = B.tune_cooccurrence(rows, n_items, conf.cooc_decays, conf.ks)
     fitted = {}
     for name, fit in ((B.POP, lambda: B.popularity_scorer(rows, n_items)),
-                      (B.COOC, lambda: B.cooccurrence_scorer(rows, n_items)),
+                      (B.COOC, lambda: B.cooccurrence_scorer(rows, n_items, "test", decay)),
                       (B.ALS_NAME, lambda: B.als_scorer(spark, rows, n_items, "test", best))):
         start = time.perf_counter()
         fitted[name] = (fit(), time.perf_counter() - start)
@@ -86,6 +87,8 @@ def main() -> int:
     timing = evaluate_all(rows, n_items, conf.ks, {"sasrec": model_scores(untrained)}, "valid", conf.batch_size)
     print(f"\nevaluator with a SASRec forward pass (untrained, d=64, 2 layers, max length {args.max_len}), valid "
           f"split as in every epoch: {overall_of(timing, 'sasrec')['seconds']:.2f} s")
+    print(f"\nco-occurrence decay on valid (best {decay})\n"
+          f"{decays[['decay', 'hr_10', 'ndcg_10', 'mrr_10']].round(4).to_string(index=False)}")
     print(f"\nALS grid on valid ({tuning:.0f} s; best rank={best.rank} reg={best.reg_param} alpha={best.alpha})\n"
           f"{grid[['rank', 'reg_param', 'alpha', 'hr_10', 'ndcg_10', 'mrr_10']].round(4).to_string(index=False)}")
     return 0
