@@ -39,7 +39,7 @@ def lakerec_rows(evaluate: dict[str, float], train: dict[str, float]) -> dict[st
     """MLflow metrics of the evaluate and train stage runs -> row name -> protocol metric -> value.
 
     The one place that knows lakerec's metric names: `test.<model>.<metric>` (e.g. test.sasrec.ndcg_10,
-    test.als.mrr_10), or the older `test_<metric>` / `pop_test_<metric>`. lakerec's metric `ndcg_10` is the
+    test.als.mrr_10), or the older `test_<metric>` (SASRec) / `pop_test_<metric>`. lakerec's metric `ndcg_10` is the
     protocol's `ndcg@10`; a plain `mrr` (not cut at 10) is not `mrr@10` and is left out. The train run gives
     `seconds_to_best`, else `train_seconds` (every epoch: a lakerec without early stopping).
     """
@@ -49,7 +49,7 @@ def lakerec_rows(evaluate: dict[str, float], train: dict[str, float]) -> dict[st
         if len(parts) == 3 and parts[0] == "test":
             models.setdefault(parts[1], {})[parts[2]] = value
         elif key.startswith(("test_", "pop_test_")) and key != "test_users":
-            name, metric = ("pop", key[9:]) if key.startswith("pop_") else ("lakerec", key[5:])
+            name, metric = ("pop", key[9:]) if key.startswith("pop_") else ("sasrec", key[5:])
             models.setdefault(name, {})[metric] = value
     rows = {name: {m.replace("_", "@", 1): v for m, v in metrics.items() if "_" in m} for name, metrics in models.items()}
     seconds = train.get("seconds_to_best", train.get("train_seconds"))

@@ -112,7 +112,7 @@ def test_lakerec_rows_read_both_metric_namings():
     assert Q.best_lakerec(rows) == ("sasrec", rows["sasrec"])
 
     older = Q.lakerec_rows({"test_ndcg_10": 0.09, "test_mrr": 0.07, "pop_test_ndcg_10": 0.04}, {"train_seconds": 300.0})
-    assert older == {"lakerec": {"ndcg@10": 0.09, "seconds_to_best": 300.0}, "pop": {"ndcg@10": 0.04}}
+    assert older == {"sasrec": {"ndcg@10": 0.09, "seconds_to_best": 300.0}, "pop": {"ndcg@10": 0.04}}
 
 
 def test_table_marks_missing_metrics_and_rows():
