@@ -193,3 +193,18 @@ def test_each_reason_on_jsonl(tmp_path, spark):
     assert got == {line: reason for line, (_, reason) in enumerate(cases, 1)}
     assert (m["rows_read"], m["rows_bronze"], m[f"quarantined.{R.IMPOSSIBLE_TIMESTAMP}"]) == (len(cases), 3, 2)
     assert lake.read(T.BRONZE_QUARANTINE).where(F.col(T.SOURCE_LINE) == 4).first().raw == cases[3][0]
+
+
+def test_source_event_types_named_in_the_type_map_reach_silver_mapped(tmp_path, spark):
+    """Ingest lets a mapped source type through (silver maps it); a type in neither list is quarantined."""
+    import jobs.silver
+
+    raw = tmp_path / "drops"
+    _jsonl(raw / "day1.jsonl", [_event(1, event_type="PageView"), _event(2, event_type="teleport"), _event(3)])
+    cfg = etl_cfg(tmp_path / "lake", f"input.events.path={raw}", "etl.event_type_map={pageview: view}")
+    ingested = run_job(jobs.ingest, cfg, spark)
+    assert (ingested.metrics["rows_bronze"], ingested.metrics["rows_quarantined"]) == (2, 1)
+    lake = Lake(cfg.lake.root, spark)
+    assert lake.read(T.BRONZE_QUARANTINE).first()[T.REASON] == R.UNKNOWN_EVENT_TYPE
+    run_job(jobs.silver, cfg, spark)
+    assert sorted(r[0] for r in lake.read(T.SILVER_EVENTS).select(T.EVENT_TYPE).collect()) == ["view", "view"]

@@ -89,7 +89,7 @@ def validate_events(raw: DataFrame, source: SourceConf, etl: EtlConf, ingested_a
     """
     df = to_contract(raw, source, CONTRACT_EVENT_FIELDS, REQUIRED_EVENT_FIELDS)
     df = df.withColumn("_ts", parse_ts(F.col(T.TS), source.timezone)).withColumn("_value", parse_value(F.col(T.VALUE)))
-    known = [t.strip().lower() for t in etl.event_types]
+    known = [t.strip().lower() for t in etl.accepted_event_types]
     structured = source.format in ("jsonl", "parquet")
     earliest = F.lit(etl.valid_from).cast("timestamp")
     latest = F.lit(ingested_at + timedelta(minutes=etl.max_future_minutes)).cast("timestamp")

@@ -13,7 +13,7 @@ EMPTY_ID = "empty_id"                          # user_id or item_id present but 
 ID_TOO_LONG = "id_too_long"                    # an id longer than input.events.max_id_length characters
 BAD_TIMESTAMP = "bad_timestamp"                # ts unreadable by the timestamp rule
 IMPOSSIBLE_TIMESTAMP = "impossible_timestamp"  # before etl.valid_from or after ingest time + etl.max_future_minutes
-UNKNOWN_EVENT_TYPE = "unknown_event_type"      # not in etl.event_types (compared trimmed, lower-cased)
+UNKNOWN_EVENT_TYPE = "unknown_event_type"      # not in etl.event_types nor a key of etl.event_type_map
 
 MISSING = {"user_id": MISSING_USER_ID, "item_id": MISSING_ITEM_ID, "event_type": MISSING_EVENT_TYPE,
            "ts": MISSING_TS}
