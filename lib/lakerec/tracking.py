@@ -88,10 +88,12 @@ def fail_runs_on_sigterm() -> None:
     """
     def mark_and_exit():
         client = MlflowClient()
-        for run_id in reversed(list(_OPEN_RUNS)):
+        runs = list(reversed(_OPEN_RUNS))
+        runs += [r for r in _running_children(client, runs) if r not in runs]  # a stage run not yet registered
+        for run_id in runs:
             client.set_tag(run_id, "lakerec.failure", "terminated by SIGTERM")
             client.set_terminated(run_id, status="FAILED")
-        sys.stderr.write(f"lakerec: SIGTERM: marked {len(_OPEN_RUNS)} MLflow run(s) FAILED; exiting\n")
+        sys.stderr.write(f"lakerec: SIGTERM: marked {len(runs)} MLflow run(s) FAILED; exiting\n")
         sys.stderr.flush()
         os._exit(128 + signal.SIGTERM)
 
@@ -99,6 +101,16 @@ def fail_runs_on_sigterm() -> None:
         threading.Thread(target=mark_and_exit, name="lakerec-sigterm", daemon=True).start()
 
     signal.signal(signal.SIGTERM, handler)
+
+
+def _running_children(client: MlflowClient, run_ids: list[str]) -> list[str]:
+    """RUNNING runs tagged with one of these as their pipeline run (stage runs of an open pipeline run)."""
+    found = []
+    for run_id in run_ids:
+        experiment_id = client.get_run(run_id).info.experiment_id
+        found += [r.info.run_id for r in client.search_runs(
+            [experiment_id], f"tags.`{PIPELINE_RUN_TAG}` = '{run_id}' and attributes.status = 'RUNNING'")]
+    return found
 
 
 def log_table_versions(reads: dict[str, int], writes: dict[str, int]) -> None:

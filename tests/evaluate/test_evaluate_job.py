@@ -18,6 +18,7 @@ from lakerec.evaluate.metrics import model_scores
 from lakerec.lake import Lake
 from lakerec.models.registry import log_model
 from lakerec.models.sasrec import SASRec, SASRecConfig
+from lakerec.train.losses import full_softmax_ce
 from tests.data.helpers import event_rows, own_mlflow_store, sequential_histories, write_silver
 
 N_USERS, N_ITEMS = 40, 20
@@ -49,7 +50,8 @@ def sasrec(cfg, rows: pd.DataFrame | None = None, steps: int = 0) -> SASRec:
         optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
         for _ in range(steps):
             optimizer.zero_grad()
-            model.loss(inputs, targets).backward()
+            hidden, y = model.training_pairs(inputs, targets)
+            full_softmax_ce(hidden, model.item_vectors(), y).backward()
             optimizer.step()
     return model.eval()
 
