@@ -201,7 +201,8 @@ def test_source_event_types_named_in_the_type_map_reach_silver_mapped(tmp_path, 
 
     raw = tmp_path / "drops"
     _jsonl(raw / "day1.jsonl", [_event(1, event_type="PageView"), _event(2, event_type="teleport"), _event(3)])
-    cfg = etl_cfg(tmp_path / "lake", f"input.events.path={raw}", "etl.event_type_map={pageview: view}")
+    cfg = etl_cfg(tmp_path / "lake", f"input.events.path={raw}", "etl.event_type_map={pageview: view}",
+                  "etl.gates.max_quarantine_share=1.0")  # one bad row of three would trip the default gate
     ingested = run_job(jobs.ingest, cfg, spark)
     assert (ingested.metrics["rows_bronze"], ingested.metrics["rows_quarantined"]) == (2, 1)
     lake = Lake(cfg.lake.root, spark)
