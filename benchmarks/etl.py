@@ -16,11 +16,7 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
-
-import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # jobs/ lives beside lib/, like under `python -m`
@@ -32,49 +28,13 @@ from lakerec.context import StageContext  # noqa: E402
 from lakerec.etl.rawlogs import RawLogSpec, generate_raw_logs  # noqa: E402
 from lakerec.lake import Lake  # noqa: E402
 from lakerec.spark import get_spark  # noqa: E402
-
-
-class PeakMemory:
-    """Peak resident memory (bytes) of this process and all its descendants, sampled in a thread."""
-
-    def __init__(self, interval: float = 0.2):
-        self.interval, self.peak = interval, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> "PeakMemory":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        me = psutil.Process()
-        while not self._stop.is_set():
-            total = 0
-            for p in [me, *me.children(recursive=True)]:
-                try:
-                    total += p.memory_info().rss
-                except psutil.NoSuchProcess:
-                    pass
-            self.peak = max(self.peak, total)
-            self._stop.wait(self.interval)
+from measure import timed  # noqa: E402
 
 
 def parse_size(text: str) -> int:
     text = text.strip().upper()
     scale = {"K": 1_000, "M": 1_000_000}.get(text[-1], 1)
     return int(float(text.rstrip("KM")) * scale)
-
-
-def timed(fn) -> tuple[float, int, object]:
-    with PeakMemory() as mem:
-        start = time.perf_counter()
-        out = fn()
-        seconds = time.perf_counter() - start
-    return seconds, mem.peak, out
 
 
 def main() -> int:

@@ -1,35 +1,65 @@
-"""The registered model (score.model_version, else this pipeline run's, else the latest) scores every user in
-silver.sequences against every item -> gold.topn, N rows a user, history excluded, replaced in one commit."""
+"""A registered model (score.model_version, score.model_alias, else this pipeline run's, else the latest) scores every
+user of silver.events (at score.silver_version, else the latest) against the candidate items -> gold.topn: top_n
+rows a user with the history item behind each, cold users' rows from recent popularity. Everything that can be
+wrong with the model, the data or the candidates fails before the write; the write is one Delta commit, so readers
+see the previous complete table or the new one; files of versions older than score.retention_hours are vacuumed."""
 import mlflow
 from pyspark.sql import functions as F
 
-from jobs.common import job_main
+from jobs.common import JobOption, job_main
 from lakerec import tables as T
 from lakerec.context import StageContext, StageResult
 from lakerec.models.registry import load_model, resolve_version
-from lakerec.score.batch import HISTORY, check_item_index, score_users, stamp, user_histories
+from lakerec.score.batch import (Candidates, ScoringInputError, candidate_items, check_events, popularity, score_users,
+                                 stamp, user_states)
+
+OPTIONS = [
+    JobOption("--model-version", "score.model_version", "Registered model version to score with.", metavar="N"),
+    JobOption("--model-alias", "score.model_alias", "Registered model alias to score with (e.g. champion).",
+              metavar="ALIAS"),
+    JobOption("--silver-version", "score.silver_version", "silver.events version to read users from.", metavar="N"),
+]
 
 
 def run(ctx: StageContext) -> StageResult:
-    cfg, lake = ctx.cfg, ctx.lake
+    cfg, lake, conf = ctx.cfg, ctx.lake, ctx.cfg.score
     name = cfg.mlflow.registered_model
-    version, chosen_by = resolve_version(name, cfg.score.model_version, ctx.pipeline_run_id)
+    version, chosen_by = resolve_version(name, conf.model_version, ctx.pipeline_run_id, conf.model_alias)
     model, meta = load_model((name, version))
     mlflow.set_tags({"lakerec.model_name": name, "lakerec.model_version": version, "lakerec.model_chosen_by": chosen_by})
 
-    events, item_index = lake.read(T.SILVER_EVENTS), lake.read(T.SILVER_ITEM_INDEX)
-    check_item_index(item_index, meta["item_ids"])  # before any write: the model and the data must agree
-    users = (lake.read(T.SILVER_SEQUENCES).select(T.USER_ID, T.SCORE_INPUT)
-             .join(user_histories(events, item_index), T.USER_ID, "left")
-             .withColumn(HISTORY, F.coalesce(HISTORY, F.array().cast("array<int>"))))
-    topn = score_users(ctx.spark, users, model, meta["item_ids"], cfg.score)
-    out = stamp(topn, name, version, meta["run_id"], lake.reads[T.SILVER_EVENTS])
-    lake.write(T.GOLD_TOPN, out, mode="overwrite", metadata={"model": f"{name}/{version}"})
-    gold = lake.read(T.GOLD_TOPN, lake.writes[T.GOLD_TOPN])
-    return StageResult(metrics={"users_scored": gold.select(T.USER_ID).distinct().count(), "rows": gold.count()})
+    events = lake.read(T.SILVER_EVENTS, conf.silver_version)
+    check_events(events)
+    item_ids = meta["item_ids"]
+    allowed = lake.read(conf.candidates.table) if conf.candidates.table else None
+    catalog = lake.read(T.SILVER_ITEMS) if conf.candidates.categories else None
+    idx = candidate_items(item_ids, conf.candidates, allowed, catalog)
+    candidates = Candidates(idx, popularity(events, item_ids, conf.fallback_days)[idx])
+
+    users = user_states(events, item_ids, model.config.max_len, conf.exclude_event_types).persist()
+    try:
+        counts = users.agg(F.count(F.lit(1)).alias("users"),
+                           F.sum((F.array_max(T.SCORE_INPUT) == 0).cast("long")).alias("cold")).first()
+        n_users, n_cold = int(counts["users"]), int(counts["cold"] or 0)
+        if n_users == 0:
+            raise ScoringInputError(f"silver.events v{lake.reads[T.SILVER_EVENTS]} has no users: "
+                                    "gold.topn is left as it is")
+        if n_cold == n_users:
+            raise ScoringInputError(f"none of the {n_users} users has an item the model knows: model {name}/{version} "
+                                    "and silver.events disagree on item ids (another catalog, or ids cased differently)")
+        topn = stamp(score_users(ctx.spark, users, model, item_ids, candidates, conf),
+                     name, version, ctx.run_id, lake.reads[T.SILVER_EVENTS])
+        written = lake.write(T.GOLD_TOPN, topn, mode="overwrite",
+                             metadata={"model": f"{name}/{version}", "silver_version": str(lake.reads[T.SILVER_EVENTS])})
+    finally:
+        users.unpersist()
+    vacuumed = lake.vacuum(T.GOLD_TOPN, conf.retention_hours)
+    rows = lake.read(T.GOLD_TOPN, written).count()
+    return StageResult(metrics={"users_scored": n_users, "users_cold": n_cold, "rows": rows,
+                                "candidates": int(candidates.item_idx.size), "files_vacuumed": len(vacuumed)})
 
 
-main = job_main("score", run, __doc__)
+main = job_main("score", run, __doc__, options=OPTIONS)
 
 if __name__ == "__main__":
     main()

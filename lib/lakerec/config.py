@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from datetime import date
 from pathlib import Path
 from typing import Literal
@@ -253,11 +254,35 @@ class EvaluateConf(_Strict):
         return v
 
 
+class CandidatesConf(_Strict):
+    table: str | None = None  # lake table "layer.name" with item_id (and optionally boolean `available`)
+    exclude_items: list[str] = []  # never recommended (blocked, recalled)
+    categories: list[str] = []  # only items of silver.items in one of these categories; []: any
+
+    @field_validator("table")
+    @classmethod
+    def _table_name(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z_]\w*\.[A-Za-z_]\w*", v):
+            raise ValueError(f"{v!r} is not a lake table name like 'gold.candidates'")
+        return v
+
+
 class ScoreConf(_Strict):
     top_n: int = Field(10, ge=1)
-    batch_size: int = Field(512, ge=1)
-    exclude_history: bool = True
-    model_version: int | None = None  # None: the version this pipeline run registered, else the latest
+    batch_size: int = Field(256, ge=1)
+    model_version: int | None = None  # None: model_alias, else this pipeline run's version, else the latest
+    model_alias: str | None = None  # e.g. "champion"; not together with model_version
+    silver_version: int | None = Field(None, ge=0)  # silver.events version histories are built from; None: latest
+    exclude_event_types: list[str] | None = None  # None: items of any event type the user had are not recommended
+    candidates: CandidatesConf = CandidatesConf()
+    fallback_days: int = Field(30, ge=1)  # cold users get what most users touched in these last days of silver
+    retention_hours: int = Field(168, ge=0)  # gold.topn files older versions need are vacuumed after this
+
+    @model_validator(mode="after")
+    def _one_model_reference(self) -> "ScoreConf":
+        if self.model_version is not None and self.model_alias is not None:
+            raise ValueError("give score.model_version or score.model_alias, not both")
+        return self
 
 
 class Config(_Strict):
@@ -273,6 +298,13 @@ class Config(_Strict):
     evaluate: EvaluateConf = EvaluateConf()
     score: ScoreConf = ScoreConf()
     profile: str = "local"
+
+    @model_validator(mode="after")
+    def _score_event_types_known(self) -> "Config":
+        unknown = sorted(set(self.score.exclude_event_types or []) - set(self.etl.event_types))
+        if unknown:
+            raise ValueError(f"score.exclude_event_types names {unknown}, not in etl.event_types {self.etl.event_types}")
+        return self
 
     @property
     def tracking_uri(self) -> str:

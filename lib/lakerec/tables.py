@@ -48,6 +48,8 @@ ITEM_IDX = "item_idx"  # dense integer id used by models, 1..n (0 is padding)
 # gold.topn
 RANK = "rank"
 SCORE = "score"
+REASON_ITEM_ID = "reason_item_id"  # the history item a recommendation comes from (null: fallback)
+REASON_KIND = "reason_kind"  # "history" | "popular"
 MODEL_NAME = "model_name"
 MODEL_VERSION = "model_version"
 RUN_ID = "run_id"

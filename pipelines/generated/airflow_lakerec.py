@@ -61,7 +61,7 @@ with DAG(
         task_id='score',
         bash_command="lakerec score --profile cluster --set 'lake.root={{ params.lake_root }}'",
         retries=2,
-        doc='top-N for every user -> gold.topn',
+        doc='top-N for every user, each row with its reason (cold users: recent popularity) -> gold.topn, one commit',
     )
     generate >> ingest
     generate >> items

@@ -55,6 +55,9 @@ def test_every_user_gets_n_ranked_unseen_items(pipeline_run, spark, cfg):
     assert all(r["n"] == n and sorted(r["ranks"]) == list(range(1, n + 1)) for r in per_user)
     seen = lake.read(T.SILVER_EVENTS).select(T.USER_ID, T.ITEM_ID).distinct()
     assert topn.join(seen, [T.USER_ID, T.ITEM_ID]).count() == 0
+    reasons = topn.where(F.col(T.REASON_KIND) == "history").select(T.USER_ID, F.col(T.REASON_ITEM_ID).alias(T.ITEM_ID))
+    assert reasons.count() > 0 and reasons.join(seen, [T.USER_ID, T.ITEM_ID], "left_anti").count() == 0
+    assert {r[0] for r in topn.select(T.REASON_KIND).distinct().collect()} <= {"history", "popular"}
     row = topn.first()
     assert row[T.MODEL_VERSION] and row[T.RUN_ID] and row[T.SILVER_VERSION] == lake.version(T.SILVER_EVENTS)
     assert DeltaTable(lake.uri(T.GOLD_TOPN)).version() == lake.version(T.GOLD_TOPN)  # plain delta-rs reads it
@@ -84,6 +87,7 @@ def test_mlflow_has_a_parent_run_and_a_child_per_stage_with_lineage(pipeline_run
 @pytest.mark.parametrize("notebook, expected", [
     ("review_run.ipynb", ["top-N", "champion: version 1"]),
     ("quality_report.ipynb", ["rows in", "runs in the report"]),
+    ("user_recommendations.ipynb", ["reason kinds", "because you interacted with", "cold users get"]),
 ])
 def test_notebook_runs_against_the_pipeline_lake(pipeline_run, monkeypatch, notebook, expected):
     """Executes a notebook in a real kernel against the lake the pipeline just made."""

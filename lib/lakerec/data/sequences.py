@@ -85,13 +85,13 @@ def build_sequences(events: DataFrame, item_index: DataFrame, conf: SequencesCon
         T.USER_ID,
         n.cast("int").alias(T.N_EVENTS),
         h.cast(_INT_ARRAY).alias(T.HISTORY),
-        when_split(_pad(_head(train_part, F.size(train_part) - 1), max_len), zeros).cast(_INT_ARRAY).alias(T.TRAIN_INPUT),
-        when_split(_pad(_tail_from(train_part, 2), max_len), zeros).cast(_INT_ARRAY).alias(T.TRAIN_TARGET),
-        when_split(_pad(train_part, max_len), zeros).cast(_INT_ARRAY).alias(T.VALID_INPUT),
+        when_split(left_pad(_head(train_part, F.size(train_part) - 1), max_len), zeros).cast(_INT_ARRAY).alias(T.TRAIN_INPUT),
+        when_split(left_pad(_tail_from(train_part, 2), max_len), zeros).cast(_INT_ARRAY).alias(T.TRAIN_TARGET),
+        when_split(left_pad(train_part, max_len), zeros).cast(_INT_ARRAY).alias(T.VALID_INPUT),
         when_split(F.element_at(h, -2), F.lit(0)).cast("int").alias(T.VALID_TARGET),
-        when_split(_pad(_head(h, n - 1), max_len), zeros).cast(_INT_ARRAY).alias(T.TEST_INPUT),
+        when_split(left_pad(_head(h, n - 1), max_len), zeros).cast(_INT_ARRAY).alias(T.TEST_INPUT),
         when_split(F.element_at(h, -1), F.lit(0)).cast("int").alias(T.TEST_TARGET),
-        _pad(h, max_len).cast(_INT_ARRAY).alias(T.SCORE_INPUT),
+        left_pad(h, max_len).cast(_INT_ARRAY).alias(T.SCORE_INPUT),
     )
 
 
@@ -122,8 +122,8 @@ def build_train_windows(sequences: DataFrame, conf: SequencesConf) -> DataFrame:
     return exploded.select(
         T.USER_ID,
         F.col(T.WINDOW).cast("int").alias(T.WINDOW),
-        _pad(F.slice("_h", start, count), length).cast(_INT_ARRAY).alias(T.TRAIN_INPUT),  # 1-based: items start-1..
-        _pad(F.slice("_h", start + 1, count), length).cast(_INT_ARRAY).alias(T.TRAIN_TARGET),
+        left_pad(F.slice("_h", start, count), length).cast(_INT_ARRAY).alias(T.TRAIN_INPUT),  # 1-based: items start-1..
+        left_pad(F.slice("_h", start + 1, count), length).cast(_INT_ARRAY).alias(T.TRAIN_TARGET),
     )
 
 
@@ -157,7 +157,7 @@ def _tail_from(arr: Column, start: int) -> Column:
     return F.slice(arr, start, F.greatest(F.size(arr) - start + 1, F.lit(0)))
 
 
-def _pad(arr: Column, max_len: int) -> Column:
+def left_pad(arr: Column, max_len: int) -> Column:
     """The last max_len elements, left-padded with 0 to exactly max_len."""
     last = F.slice(arr, F.greatest(F.size(arr) - max_len + 1, F.lit(1)), max_len)
     return F.concat(F.array_repeat(F.lit(0), F.lit(max_len) - F.size(last)), last)

@@ -91,9 +91,10 @@ class SequenceEncoder(nn.Module):
         The diagonal stays open, so a padding query still attends to itself: a row with every key masked
         would turn into NaN and leak into later layers through 0 * NaN.
         """
+        length = input_ids.shape[1]
         pad_keys = (input_ids == PAD).unsqueeze(1)  # [B, 1, L]
-        blocked = self.future.unsqueeze(0) | pad_keys
-        blocked = blocked & ~torch.eye(input_ids.shape[1], dtype=torch.bool, device=input_ids.device)
+        blocked = self.future[-length:, -length:].unsqueeze(0) | pad_keys
+        blocked = blocked & ~torch.eye(length, dtype=torch.bool, device=input_ids.device)
         return blocked.repeat_interleave(self.config.heads, dim=0)
 
     def item_vectors(self) -> torch.Tensor:
@@ -103,5 +104,52 @@ class SequenceEncoder(nn.Module):
     def user_vectors(self, input_ids: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def explain_user(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inference: [B, L] -> (user_vectors(input_ids) [B, d], attribution [B, L] >= 0 of each input position).
+        Scoring uses it to say which history item a recommendation comes from."""
+        raise NotImplementedError
+
+    def _last_position(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eval-mode hidden state at the last position [B, d] and its attention rollout over the inputs [B, L].
+
+        Rollout (Abnar & Zuidema 2020): per layer the head-averaged attention plus the residual (0.5 A + 0.5 I),
+        multiplied through the layers: how much the last position draws on each input position. Gradient-free,
+        and cheaper than forward(): columns that are padding in every row are cut (no real position attends to
+        padding), and the last layer computes its last query only. Same vector as forward()[:, -1].
+        """
+        batch, length = input_ids.shape
+        real = (input_ids != PAD).any(dim=0).nonzero()
+        first = int(real[0]) if len(real) else length - 1
+        ids = input_ids[:, first:]
+        n = ids.shape[1]
+        positions = torch.arange(first, length, device=ids.device)
+        x = self.item_emb(ids) * math.sqrt(self.config.dim) + self.pos_emb(positions)
+        mask = self._attention_mask(ids)
+        eye = torch.eye(n, device=ids.device)
+        rollout = eye.expand(batch, n, n)
+        layers = list(self.encoder.layers)
+        for i, layer in enumerate(layers):
+            last = i == len(layers) - 1
+            src = layer.norm1(x) if layer.norm_first else x
+            query, residual = (src[:, -1:], x[:, -1:]) if last else (src, x)
+            attended, weights = layer.self_attn(query, src, src, attn_mask=mask[:, -query.shape[1]:],
+                                                need_weights=True, average_attn_weights=True)
+            if layer.norm_first:
+                x = residual + attended
+                x = x + _feed_forward(layer, layer.norm2(x))
+            else:
+                x = layer.norm1(residual + attended)
+                x = layer.norm2(x + _feed_forward(layer, x))
+            rollout = (0.5 * weights + 0.5 * eye[-query.shape[1]:]) @ rollout
+        hidden = self.final_norm(x[:, -1]) * (ids[:, -1:] != PAD)
+        attribution = torch.zeros(batch, length, device=ids.device)
+        attribution[:, first:] = rollout[:, -1]
+        return hidden, attribution
+
     def training_pairs(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
+
+
+def _feed_forward(layer: nn.TransformerEncoderLayer, x: torch.Tensor) -> torch.Tensor:
+    """The feed-forward block of an encoder layer, as its forward applies it (dropout is identity in eval)."""
+    return layer.dropout2(layer.linear2(layer.dropout(layer.activation(layer.linear1(x)))))

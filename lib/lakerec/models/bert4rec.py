@@ -22,8 +22,16 @@ class BERT4Rec(SequenceEncoder):
 
     def user_vectors(self, input_ids: torch.Tensor) -> torch.Tensor:
         """[B, L] left-padded histories -> [B, d]: the hidden state of a [MASK] appended after the newest item."""
+        return self(self._with_mask_appended(input_ids))[:, -1, :]
+
+    def explain_user(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attribution realigned to input_ids: the oldest item dropped out, the appended [MASK] is no history."""
+        hidden, attribution = self._last_position(self._with_mask_appended(input_ids))
+        return hidden, torch.cat([torch.zeros_like(attribution[:, :1]), attribution[:, :-1]], dim=1)
+
+    def _with_mask_appended(self, input_ids: torch.Tensor) -> torch.Tensor:
         masked = torch.full_like(input_ids[:, :1], self.mask_token)
-        return self(torch.cat([input_ids[:, 1:], masked], dim=1))[:, -1, :]
+        return torch.cat([input_ids[:, 1:], masked], dim=1)
 
     def mask_items(self, items: torch.Tensor) -> torch.Tensor:
         """[B, L] bool: a random mask_prob share of the real items, at least one per row (else its newest item).

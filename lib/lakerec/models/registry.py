@@ -17,6 +17,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import torch
+from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
@@ -79,14 +80,22 @@ def lineage_tags(reads: dict[str, int], pipeline_run_id: str | None) -> dict[str
     return tags
 
 
-def resolve_version(name: str, version: str | int | None = None, pipeline_run_id: str | None = None
-                    ) -> tuple[str, str]:
-    """Which version to use and why: the one given ("given"); else the one registered in this pipeline run
-    ("pipeline_run"); else the latest ("latest", e.g. a pipeline resumed after its train stage)."""
+def resolve_version(name: str, version: str | int | None = None, pipeline_run_id: str | None = None,
+                    alias: str | None = None) -> tuple[str, str]:
+    """Which version to use and why: the one given ("given"); else the one the alias points to ("alias");
+    else the one registered in this pipeline run ("pipeline_run"); else the latest ("latest", e.g. a pipeline
+    resumed after its train stage). A version or alias that does not exist is a RegistryError naming it."""
     client = MlflowClient()
-    if version is not None:
-        return str(client.get_model_version(name, str(version)).version), "given"
-    versions = client.search_model_versions(f"name = '{name}'")
+    try:
+        if version is not None:
+            return str(client.get_model_version(name, str(version)).version), "given"
+        if alias is not None:
+            return str(client.get_model_version_by_alias(name, alias).version), "alias"
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException as e:
+        wanted = f"version {version}" if version is not None else f"alias {alias!r}" if alias else "any version"
+        raise RegistryError(f"registered model {name!r} has no {wanted} in {mlflow.get_tracking_uri()}: "
+                            f"{e.message}") from e
     if not versions:
         raise RegistryError(f"registered model {name!r} has no version: run the train stage first")
     ours = [v for v in versions if pipeline_run_id and v.tags.get(PIPELINE_RUN_TAG) == pipeline_run_id]

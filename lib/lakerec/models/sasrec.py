@@ -20,6 +20,9 @@ class SASRec(SequenceEncoder):
         """[B, L] left-padded histories -> [B, d]: the hidden state at the last (newest) position."""
         return self(input_ids)[:, -1, :]
 
+    def explain_user(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._last_position(input_ids)
+
     def training_pairs(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Every non-padding target position: (hidden state there, the next item)."""
         keep = targets != PAD

@@ -1,12 +1,24 @@
-"""Batch scoring in Spark: each partition rebuilds the model once, scores users in batches, keeps the top N.
+"""Batch scoring in Spark: every user's top N candidates, each with the history item it comes from.
 
-The model's weights travel as one broadcast; per task memory is bounded by score.batch_size users times the
-catalog size, never by the number of users, and nothing is collected to the driver.
+Steps, each a function: `user_states` (silver.events -> the model's input and the items not to recommend again),
+`candidate_items` (the model's items minus the configured filters), `popularity` (the cold users' fallback),
+`score_users` (mapInPandas: each task rebuilds the model once from a broadcast, scores users in batches against the
+candidate matrix and keeps torch.topk), `stamp` (lineage on every row).
+
+Memory per task is batch_size x candidates floats plus one Arrow batch of users, never a function of the number of
+users, and nothing user-level is collected to the driver (candidates and popularity are item-level).
+
+Explanations: a recommended item's reason is the history item with the largest attribution-weighted similarity to
+it, attribution[h] * <item_vector[h], item_vector[recommended]>, where attribution is the attention rollout of the
+newest position over the history (`SequenceEncoder.explain_user`): which item the user vector draws on, and which of
+those points towards the recommendation. Gradient-free and one batched product; an approximation of the model, not
+an exact decomposition. Cold users' rows say "popular" and name no item.
 """
 from __future__ import annotations
 
 import io
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
 import numpy as np
@@ -17,101 +29,202 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as St
 
 from lakerec import tables as T
-from lakerec.config import ScoreConf
+from lakerec.config import CandidatesConf, ScoreConf
+from lakerec.data.sequences import left_pad, order_keys
 from lakerec.models import build_model
-from lakerec.models.base import ModelConfig
-from lakerec.models.sasrec import SASRec
+from lakerec.models.base import PAD, ModelConfig, SequenceEncoder
 
-HISTORY = "history"
+EXCLUDE = "exclude"  # user_states column: the model item_idx the user is not recommended again
+AVAILABLE = "available"  # optional boolean column of a candidates table
+REASON_HISTORY, REASON_POPULAR = "history", "popular"
+HISTORY_PENALTY = 1e9  # excluded items rank below every other candidate, yet still fill N rows for a user who saw nearly all
+EVENT_COLUMNS = (T.USER_ID, T.ITEM_ID, T.EVENT_TYPE, T.TS)
 
 TOPN_SCHEMA = St.StructType([
     St.StructField(T.USER_ID, St.StringType(), False),
     St.StructField(T.RANK, St.IntegerType(), False),
     St.StructField(T.ITEM_ID, St.StringType(), False),
     St.StructField(T.SCORE, St.FloatType(), False),
+    St.StructField(T.REASON_ITEM_ID, St.StringType(), True),
+    St.StructField(T.REASON_KIND, St.StringType(), False),
 ])
-HISTORY_PENALTY = 1e9  # history items rank below every unseen item, yet still fill N rows for a user who saw nearly all
 
 
-def user_histories(events: DataFrame, item_index: DataFrame) -> DataFrame:
-    """user_id -> distinct item_idx the user interacted with (what scoring must not recommend again)."""
-    return (events.join(item_index, T.ITEM_ID)
-            .groupBy(T.USER_ID).agg(F.array_sort(F.collect_set(T.ITEM_IDX)).alias(HISTORY)))
+class ScoringInputError(ValueError):
+    """The model, the data or the configuration cannot give every user N recommendations: found before any write."""
 
 
-def _weights(model: SASRec) -> bytes:
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    return buf.getvalue()
+@dataclass(frozen=True)
+class Candidates:
+    """What may be recommended, as model item_idx (sorted), and the cold users' fallback score of each."""
+
+    item_idx: np.ndarray  # int64
+    popularity: np.ndarray  # float32, aligned with item_idx
 
 
-def score_users(spark: SparkSession, users: DataFrame, model: SASRec, item_ids: list[str],
-                conf: ScoreConf) -> DataFrame:
-    """users (user_id, score_input array<int>, history array<int>) -> (user_id, rank, item_id, score), N rows each."""
-    n_items = len(item_ids)
-    if n_items == 0:
-        raise ValueError("empty candidate set: the item index holds no items")
-    top_n = min(conf.top_n, n_items)
+def check_events(events: DataFrame) -> None:
+    missing = [c for c in EVENT_COLUMNS if c not in events.columns]
+    if missing:
+        raise ScoringInputError(f"silver.events lacks {missing}: it does not follow the schema scoring reads")
+
+
+def user_states(events: DataFrame, item_ids: list[str], max_len: int,
+                exclude_event_types: list[str] | None) -> DataFrame:
+    """silver.events -> one row per user: score_input (the newest max_len items the model knows, left-padded, in
+    the sequences stage's order) and exclude (distinct item_idx of the user's events of the excluded types; None:
+    every type). A user none of whose items the model knows has an all-padding input: a cold user."""
+    index = events.sparkSession.createDataFrame(
+        [(i + 1, item) for i, item in enumerate(item_ids)], f"{T.ITEM_IDX} int, {T.ITEM_ID} string")
+    keys = order_keys(events)
+    excluded = F.lit(True) if exclude_event_types is None else F.col(T.EVENT_TYPE).isin(list(exclude_event_types))
+    known = F.coalesce(F.col(T.ITEM_IDX), F.lit(0))  # unknown items stay in the list as 0, then drop out
+    grouped = (events.select(T.USER_ID, *keys, F.col(T.ITEM_ID).cast("string"), excluded.alias("_x"))
+               .join(F.broadcast(index), T.ITEM_ID, "left")
+               .groupBy(T.USER_ID)
+               .agg(F.sort_array(F.collect_list(F.struct(*keys, known.alias(T.ITEM_IDX), "_x"))).alias("_e")))
+    items = F.filter(F.transform("_e", lambda e: e[T.ITEM_IDX]), lambda i: i > 0)
+    exclude = F.filter(F.transform("_e", lambda e: F.when(e["_x"], e[T.ITEM_IDX]).otherwise(0)), lambda i: i > 0)
+    return grouped.select(T.USER_ID, left_pad(items, max_len).cast("array<int>").alias(T.SCORE_INPUT),
+                          F.array_distinct(exclude).cast("array<int>").alias(EXCLUDE))
+
+
+def candidate_items(item_ids: list[str], conf: CandidatesConf, allowed: DataFrame | None = None,
+                    catalog: DataFrame | None = None) -> np.ndarray:
+    """Model item_idx that may be recommended: the model's items, only those in `allowed` (a candidates table,
+    rows with available = false dropped) and in `catalog` items of conf.categories, minus conf.exclude_items."""
+    keep = set(item_ids)
+    if allowed is not None:
+        if T.ITEM_ID not in allowed.columns:
+            raise ScoringInputError(f"candidates table {conf.table} has no {T.ITEM_ID} column")
+        rows = allowed.where(F.col(AVAILABLE)) if AVAILABLE in allowed.columns else allowed
+        keep &= {r[0] for r in rows.select(F.col(T.ITEM_ID).cast("string")).distinct().collect()}
+    if conf.categories:
+        wanted = F.array(*[F.lit(c) for c in conf.categories])
+        keep &= {r[0] for r in catalog.where(F.arrays_overlap(T.CATEGORIES, wanted)).select(T.ITEM_ID).collect()}
+    keep -= set(conf.exclude_items)
+    idx = np.array([i + 1 for i, item in enumerate(item_ids) if item in keep], dtype=np.int64)
+    if idx.size == 0:
+        raise ScoringInputError(
+            f"empty candidate set: none of the model's {len(item_ids)} items passes score.candidates "
+            f"(table={conf.table}, categories={conf.categories}, {len(conf.exclude_items)} excluded items)")
+    return idx
+
+
+def popularity(events: DataFrame, item_ids: list[str], days: int) -> np.ndarray:
+    """[n_items + 1] float32: distinct users per item in the last `days` up to silver's newest event, plus a
+    tie-break in [0, 1) by all-time distinct users, so quiet windows still rank by something real."""
+    out = np.zeros(len(item_ids) + 1, dtype=np.float64)
+    newest = events.agg(F.max(T.TS)).first()[0]
+    if newest is None:
+        return out.astype(np.float32)
+    recent = F.col(T.TS) > F.lit(newest - timedelta(days=days))
+    rows = (events.groupBy(F.col(T.ITEM_ID).cast("string").alias(T.ITEM_ID))
+            .agg(F.countDistinct(F.when(recent, F.col(T.USER_ID))).alias("recent"),
+                 F.countDistinct(T.USER_ID).alias("total"))
+            .collect())
+    position = {item: i + 1 for i, item in enumerate(item_ids)}
+    top_total = max((r["total"] for r in rows), default=0)
+    for r in rows:
+        if r[T.ITEM_ID] in position:
+            out[position[r[T.ITEM_ID]]] = r["recent"] + r["total"] / (top_total + 1)
+    return out.astype(np.float32)
+
+
+def score_users(spark: SparkSession, users: DataFrame, model: SequenceEncoder, item_ids: list[str],
+                candidates: Candidates, conf: ScoreConf) -> DataFrame:
+    """users (user_id, score_input, exclude) -> TOPN_SCHEMA rows, exactly score.top_n per user."""
+    if candidates.item_idx.size < conf.top_n:
+        raise ScoringInputError(f"{candidates.item_idx.size} candidate items, fewer than score.top_n = {conf.top_n}: "
+                                "every user must get top_n rows; widen score.candidates or lower top_n")
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
     # weights + config, rebuilt from library code on the executors (no pickled module travels)
-    payload = spark.sparkContext.broadcast(
-        (model.config.to_dict(), _weights(model), np.array([""] + list(item_ids), dtype=object)))
-    batch_size, exclude = conf.batch_size, conf.exclude_history
+    payload = spark.sparkContext.broadcast((model.config.to_dict(), buffer.getvalue(), list(item_ids),
+                                            candidates.item_idx, candidates.popularity))
+    top_n, batch_size = conf.top_n, conf.batch_size
 
     def score_partition(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         torch.set_num_threads(1)  # one core per Spark task: tasks, not threads, give the parallelism
-        config, blob, ids = payload.value
-        net = build_model(ModelConfig.from_dict(config))
-        net.load_state_dict(torch.load(io.BytesIO(blob), weights_only=True))
-        net.eval()
+        scorer = _Scorer(*payload.value)
+        for pdf in batches:
+            yield scorer.score(pdf, top_n, batch_size)
+
+    return users.select(T.USER_ID, T.SCORE_INPUT, EXCLUDE).mapInPandas(score_partition, TOPN_SCHEMA)
+
+
+class _Scorer:
+    """Lives in a Spark task: the model, the candidate matrix and the fallback, built once per partition."""
+
+    def __init__(self, config: dict, weights: bytes, item_ids: list[str], candidate_idx: np.ndarray,
+                 fallback: np.ndarray):
+        self.net = build_model(ModelConfig.from_dict(config))
+        self.net.load_state_dict(torch.load(io.BytesIO(weights), weights_only=True))
+        self.net.eval()
         with torch.inference_mode():
-            items = net.item_vectors()
-            for pdf in batches:
-                for start in range(0, len(pdf), batch_size):
-                    chunk = pdf.iloc[start:start + batch_size]
-                    yield _top_n(net, items, chunk, ids, top_n, exclude)
+            self.items = self.net.item_vectors().clone()  # [n_items + 1, d], row = item_idx
+        self.candidates_t = self.items[torch.as_tensor(candidate_idx)].T.contiguous()  # [d, C]
+        self.position = np.full(len(item_ids) + 1, -1, dtype=np.int64)  # item_idx -> column among candidates
+        self.position[candidate_idx] = np.arange(candidate_idx.size)
+        self.ids = np.array([None, *item_ids], dtype=object)  # item_idx -> item_id
+        self.candidate_ids = self.ids[candidate_idx]
+        self.candidate_idx = torch.as_tensor(candidate_idx)
+        self.fallback = torch.as_tensor(fallback, dtype=torch.float32)
 
-    return users.select(T.USER_ID, T.SCORE_INPUT, HISTORY).mapInPandas(score_partition, TOPN_SCHEMA)
+    @torch.inference_mode()
+    def score(self, pdf: pd.DataFrame, top_n: int, batch_size: int) -> pd.DataFrame:
+        inputs = np.stack(pdf[T.SCORE_INPUT].to_numpy()).astype(np.int64)
+        lengths = (inputs != PAD).sum(axis=1)
+        order = np.argsort(lengths, kind="stable")  # batches of similar length: less padding to compute
+        users, excludes = pdf[T.USER_ID].to_numpy(), pdf[EXCLUDE].to_numpy()
+        parts = []
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            for group, scorer in ((rows[lengths[rows] == 0], self._popular), (rows[lengths[rows] > 0], self._model)):
+                if group.size:
+                    parts.append(scorer(users[group], torch.as_tensor(inputs[group]), excludes[group], top_n))
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=TOPN_SCHEMA.fieldNames())
 
+    def _model(self, users: np.ndarray, inputs: torch.Tensor, excludes: np.ndarray, top_n: int) -> pd.DataFrame:
+        user_vectors, attribution = self.net.explain_user(inputs)
+        scores = user_vectors @ self.candidates_t
+        top = torch.topk(self._penalise(scores, excludes), top_n, dim=1)
+        picked = self.items[self.candidate_idx[top.indices]]  # [B, N, d]
+        contribution = attribution.unsqueeze(2) * torch.einsum("bld,bnd->bln", self.items[inputs], picked)
+        contribution.masked_fill_((attribution <= 0).unsqueeze(2), float("-inf"))  # padding is no reason
+        reasons = torch.gather(inputs, 1, contribution.argmax(dim=1))  # [B, N] item_idx of the history
+        return self._rows(users, top, self.ids[reasons.numpy()].reshape(-1), REASON_HISTORY)
 
-def _top_n(net, items: torch.Tensor, chunk: pd.DataFrame, ids: np.ndarray, top_n: int, exclude: bool) -> pd.DataFrame:
-    inputs = torch.as_tensor(np.stack(chunk[T.SCORE_INPUT].to_numpy()), dtype=torch.long)
-    scores = net.user_vectors(inputs) @ items.T
-    scores[:, 0] = float("-inf")  # padding is never an item
-    if exclude:
-        rows, cols = _history_coordinates(chunk[HISTORY])
-        scores[rows, cols] -= HISTORY_PENALTY
-    top = torch.topk(scores, top_n, dim=1)
-    n = len(chunk)
-    return pd.DataFrame({
-        T.USER_ID: np.repeat(chunk[T.USER_ID].to_numpy(), top_n),
-        T.RANK: np.tile(np.arange(1, top_n + 1, dtype=np.int32), n),
-        T.ITEM_ID: ids[top.indices.reshape(-1).numpy()],
-        T.SCORE: top.values.reshape(-1).numpy().astype(np.float32),
-    })
+    def _popular(self, users: np.ndarray, inputs: torch.Tensor, excludes: np.ndarray, top_n: int) -> pd.DataFrame:
+        scores = self.fallback.expand(len(users), -1).clone()
+        top = torch.topk(self._penalise(scores, excludes), top_n, dim=1)
+        return self._rows(users, top, None, REASON_POPULAR)
 
+    def _penalise(self, scores: torch.Tensor, excludes: np.ndarray) -> torch.Tensor:
+        lengths = [len(e) for e in excludes]
+        if sum(lengths):
+            rows = np.repeat(np.arange(len(excludes)), lengths)
+            cols = self.position[np.concatenate([np.asarray(e, dtype=np.int64) for e in excludes])]
+            keep = cols >= 0  # excluded items that are not candidates anyway
+            scores[torch.as_tensor(rows[keep]), torch.as_tensor(cols[keep])] -= HISTORY_PENALTY
+        return scores
 
-def _history_coordinates(histories: pd.Series) -> tuple[torch.Tensor, torch.Tensor]:
-    lengths = [len(h) for h in histories]
-    rows = np.repeat(np.arange(len(lengths)), lengths)
-    cols = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) if rows.size else np.array([], np.int64)
-    return torch.as_tensor(rows), torch.as_tensor(cols)
+    def _rows(self, users: np.ndarray, top, reasons: np.ndarray | None, kind: str) -> pd.DataFrame:
+        n, top_n = top.indices.shape
+        return pd.DataFrame({
+            T.USER_ID: np.repeat(users, top_n),
+            T.RANK: np.tile(np.arange(1, top_n + 1, dtype=np.int32), n),
+            T.ITEM_ID: self.candidate_ids[top.indices.reshape(-1).numpy()],
+            T.SCORE: top.values.reshape(-1).numpy().astype(np.float32),
+            T.REASON_ITEM_ID: reasons if reasons is not None else np.full(n * top_n, None, dtype=object),
+            T.REASON_KIND: kind,
+        })
 
 
 def stamp(topn: DataFrame, model_name: str, model_version: str, run_id: str, silver_version: int) -> DataFrame:
-    """Lineage on every row: which model made it, from which silver version, when."""
+    """Lineage on every row: which model made it, in which MLflow run, from which silver version, when."""
     return topn.select(
         "*",
         F.lit(model_name).alias(T.MODEL_NAME), F.lit(str(model_version)).alias(T.MODEL_VERSION),
         F.lit(run_id).alias(T.RUN_ID), F.lit(silver_version).cast("long").alias(T.SILVER_VERSION),
         F.lit(datetime.now(timezone.utc)).cast("timestamp").alias(T.GENERATED_AT),
     )
-
-
-def check_item_index(item_index: DataFrame, model_item_ids: list[str]) -> None:
-    """The model's item_idx must mean the same items as silver.item_index, or every score is for the wrong item."""
-    data = {r[T.ITEM_IDX]: r[T.ITEM_ID] for r in item_index.select(T.ITEM_IDX, T.ITEM_ID).collect()}
-    model = {i + 1: item for i, item in enumerate(model_item_ids)}
-    if data != model:
-        differ = sorted(k for k in set(data) | set(model) if data.get(k) != model.get(k))[:5]
-        raise ValueError(f"silver.item_index ({len(data)} items) does not match the model's item index "
-                         f"({len(model)} items), e.g. item_idx {differ}: retrain on the current silver tables")

@@ -1,0 +1,49 @@
+"""What every benchmark measures the same way: wall time and peak resident memory of the process tree."""
+from __future__ import annotations
+
+import threading
+import time
+
+import psutil
+
+
+class PeakMemory:
+    """Peak resident memory (bytes), sampled in a thread: of this process and all its descendants (the Spark JVM
+    and its Python workers) together, and of the largest single Spark Python worker (what one task holds)."""
+
+    def __init__(self, interval: float = 0.2):
+        self.interval, self.peak, self.peak_worker = interval, 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for p in [me, *me.children(recursive=True)]:
+                try:
+                    rss = p.memory_info().rss
+                    if any(m in p.cmdline() for m in ("pyspark.daemon", "pyspark.worker")):
+                        self.peak_worker = max(self.peak_worker, rss)
+                except psutil.NoSuchProcess:
+                    continue
+                total += rss
+            self.peak = max(self.peak, total)
+            self._stop.wait(self.interval)
+
+
+def timed(fn) -> tuple[float, int, object]:
+    """(seconds, peak bytes of the process tree, fn's result)."""
+    with PeakMemory() as memory:
+        start = time.perf_counter()
+        out = fn()
+        seconds = time.perf_counter() - start
+    return seconds, memory.peak, out
