@@ -147,7 +147,7 @@ def score_users(spark: SparkSession, users: DataFrame, model: SequenceEncoder, i
         torch.set_num_threads(1)  # one core per Spark task: tasks, not threads, give the parallelism
         scorer = _Scorer(*payload.value)
         for pdf in batches:
-            yield scorer.score(pdf, top_n, batch_size)
+            yield from scorer.score(pdf, top_n, batch_size)
 
     return users.select(T.USER_ID, T.SCORE_INPUT, EXCLUDE).mapInPandas(score_partition, TOPN_SCHEMA)
 
@@ -170,19 +170,18 @@ class _Scorer:
         self.candidate_idx = torch.as_tensor(candidate_idx)
         self.fallback = torch.as_tensor(fallback, dtype=torch.float32)
 
-    @torch.inference_mode()
-    def score(self, pdf: pd.DataFrame, top_n: int, batch_size: int) -> pd.DataFrame:
+    def score(self, pdf: pd.DataFrame, top_n: int, batch_size: int) -> Iterator[pd.DataFrame]:
+        """The top-N rows of one Arrow batch of users, a frame per scoring batch (memory: one batch at a time)."""
         inputs = np.stack(pdf[T.SCORE_INPUT].to_numpy()).astype(np.int64)
         lengths = (inputs != PAD).sum(axis=1)
         order = np.argsort(lengths, kind="stable")  # batches of similar length: less padding to compute
         users, excludes = pdf[T.USER_ID].to_numpy(), pdf[EXCLUDE].to_numpy()
-        parts = []
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
             for group, scorer in ((rows[lengths[rows] == 0], self._popular), (rows[lengths[rows] > 0], self._model)):
                 if group.size:
-                    parts.append(scorer(users[group], torch.as_tensor(inputs[group]), excludes[group], top_n))
-        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=TOPN_SCHEMA.fieldNames())
+                    with torch.inference_mode():
+                        yield scorer(users[group], torch.as_tensor(inputs[group]), excludes[group], top_n)
 
     def _model(self, users: np.ndarray, inputs: torch.Tensor, excludes: np.ndarray, top_n: int) -> pd.DataFrame:
         user_vectors, attribution = self.net.explain_user(inputs)
