@@ -91,7 +91,8 @@ class SequenceEncoder(nn.Module):
         if config.text_dim:
             vocab = config.n_items + 1 + self.extra_tokens
             self.register_buffer("text_emb", torch.zeros(vocab, config.text_dim))  # row 0 and [MASK]: no text
-            self.register_buffer("id_known", torch.ones(vocab, dtype=torch.bool))  # had ID history in training
+            # 1.0: the item had ID history in training (float, not bool: Horovod broadcasts no bool tensors)
+            self.register_buffer("id_known", torch.ones(vocab))
             self.text_proj = nn.Linear(config.text_dim, d)  # std 0.02 on unit-norm text: the ID embeddings' scale
             nn.init.normal_(self.text_proj.weight, std=0.02)
             nn.init.zeros_(self.text_proj.bias)
@@ -135,7 +136,7 @@ class SequenceEncoder(nn.Module):
         ids_emb = self.item_emb(ids)
         if not self.config.text_dim:
             return ids_emb
-        keep = self.id_known[ids]
+        keep = self.id_known[ids] > 0
         if self.training and self.config.id_dropout > 0:
             keep = keep & (torch.rand(ids.shape, device=ids.device) >= self.config.id_dropout)
         fused = self._fuse(ids_emb * keep.unsqueeze(-1), self.text_proj(self.text_emb[ids]))
@@ -163,7 +164,7 @@ class SequenceEncoder(nn.Module):
         history, see lakerec.train.losses); None for the ID-only model, which ranks every item."""
         if not self.config.text_dim:
             return None
-        return ~self.id_known[: self.config.n_items + 1]
+        return self.id_known[: self.config.n_items + 1] == 0
 
     def set_item_text(self, text_emb: torch.Tensor, id_known: torch.Tensor | None = None) -> None:
         """Load the catalog's text embeddings ([n_items + 1, text_dim], row i = item_idx i) and which items had ID
@@ -176,9 +177,9 @@ class SequenceEncoder(nn.Module):
         with torch.no_grad():
             self.text_emb.zero_()
             self.text_emb[:n] = text_emb.to(self.text_emb)
-            self.id_known.fill_(True)
+            self.id_known.fill_(1.0)
             if id_known is not None:
-                self.id_known[:n] = id_known.to(torch.bool)
+                self.id_known[:n] = id_known.to(torch.bool).float()
 
     def user_vectors(self, input_ids: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
