@@ -104,3 +104,18 @@ def test_registry_carries_text_embeddings_and_projection(make_cfg):
         assert torch.equal(loaded.user_vectors(inputs) @ loaded.item_vectors().T, before)
         assert torch.equal(loaded.item_vectors_from_text(group_text()[COLD]), model.item_vectors_from_text(
             group_text()[COLD]))
+
+
+def test_cold_item_vectors_for_catalog_items_outside_the_index():
+    import pandas as pd
+
+    from lakerec.text.embeddings import cold_item_vectors
+
+    model = trained()
+    text = group_text(seed=7)
+    rows = pd.DataFrame({"item_id": ["m1", "new-a", "new-b"], "embedding": [text[1].numpy(), text[2].numpy(),
+                                                                            text[3].numpy()]})
+    ids, vectors = cold_item_vectors(model, rows, [f"m{i}" for i in range(1, N_ITEMS + 1)])
+    assert ids == ["new-a", "new-b"]
+    with torch.no_grad():
+        assert torch.allclose(vectors, model.item_vectors_from_text(text[[2, 3]]))

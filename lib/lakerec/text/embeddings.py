@@ -94,6 +94,27 @@ def read_item_embeddings(embeddings: DataFrame, encoder: str) -> DataFrame:
     return embeddings.where(F.col(T.ENCODER) == encoder).select(T.ITEM_ID, T.EMBEDDING)
 
 
+def load_item_embeddings(lake, encoder: str, version: int | None = None) -> DataFrame:
+    """(item_id, embedding) of `encoder` (e.g. a model's `config.text_encoder`) from silver.item_embeddings at
+    `version` (latest if None), read through the lake so the job records the version as lineage."""
+    return read_item_embeddings(lake.read(T.SILVER_ITEM_EMBEDDINGS, version), encoder)
+
+
+def cold_item_vectors(model, embeddings: pd.DataFrame, known_item_ids: Sequence[str]):
+    """(item ids, [N, d] scorer-ready vectors) of the items in `embeddings` (item_id, embedding of the model's
+    encoder) that the model's index lacks: new catalog items, scored from their text alone
+    (`model.item_vectors_from_text`); score = user_vectors(inputs) @ vectors.T, on the scale of item_vectors()."""
+    import torch
+
+    known = set(map(str, known_item_ids))
+    new = embeddings[~embeddings[T.ITEM_ID].astype(str).isin(known)]
+    if new.empty:
+        return [], torch.zeros(0, model.config.dim)
+    text = torch.as_tensor(np.stack([np.asarray(v, dtype=np.float32) for v in new[T.EMBEDDING]]))
+    with torch.no_grad():
+        return new[T.ITEM_ID].astype(str).tolist(), model.item_vectors_from_text(text)
+
+
 def embedding_matrix(rows: pd.DataFrame, item_ids: Sequence[str], dim: int | None = None) -> np.ndarray:
     """[len(item_ids) + 1, dim] float32 aligned to item_idx (row 0 = padding; an item without text: zeros).
 
