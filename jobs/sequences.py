@@ -29,7 +29,7 @@ def run(ctx: StageContext) -> StageResult:
     sequences = layout_for_feed(build_sequences(events, index, cfg.sequences), 2 * cfg.train.ranks).persist()
     version = ctx.lake.write(T.SILVER_SEQUENCES, sequences, mode="overwrite",
                              metadata={"max_len": str(cfg.sequences.max_len), "min_events": str(cfg.sequences.min_events),
-                                       "holdout": holdout.model_dump_json()})
+                                       **({"holdout": holdout.model_dump_json()} if held else {})})
     windows = layout_for_feed(build_train_windows(sequences, cfg.sequences), 2 * cfg.train.ranks)
     ctx.lake.write(T.SILVER_TRAIN_WINDOWS, windows, mode="overwrite",
                    metadata={SEQUENCES_VERSION: str(version), "window_stride": str(cfg.sequences.window_stride)})
