@@ -1,13 +1,16 @@
 """silver.train_windows (its snapshot files, through Petastorm) + silver.sequences (validation users) +
 silver.item_index -> the train.model Transformer trained on cfg.train.ranks Horovod ranks with per-epoch
 validation and early stopping, checkpointed every epoch, its best epoch logged and registered in MLflow as
-cfg.mlflow.registered_model."""
+cfg.mlflow.registered_model. With train.text.enabled the items are text-aware: silver.item_embeddings
+(text.encoder's rows) go to every rank and into the registered model."""
 import hashlib
 import json
+import logging
 import tempfile
 from pathlib import Path
 
 import mlflow
+import numpy as np
 
 from jobs.common import JobOption, job_main
 from lakerec import tables as T
@@ -16,8 +19,11 @@ from lakerec.data.feed import petastorm_urls
 from lakerec.data.sequences import SEQUENCES_VERSION, SequenceInputError, item_ids_in_order
 from lakerec.models import build_model, model_config
 from lakerec.models.registry import lineage_tags, log_model
+from lakerec.text.embeddings import embedding_matrix, read_item_embeddings
 from lakerec.train.curves import plot_learning_curves
 from lakerec.train.runner import train_distributed
+
+log = logging.getLogger("lakerec")
 
 OPTIONS = [JobOption("--resume", "train.resume", "Continue the last checkpoint of this run (same conf and table "
                      "versions) instead of starting over.", is_flag=True)]
@@ -32,14 +38,17 @@ def run(ctx: StageContext) -> StageResult:
     check_lineage(ctx, windows_version, sequences_version)
     train_urls = petastorm_urls(ctx.lake.files(T.SILVER_TRAIN_WINDOWS, windows_version))
     valid_urls = petastorm_urls(ctx.lake.files(T.SILVER_SEQUENCES, sequences_version))
-    config = model_config(cfg, len(item_ids))
+    text = item_text_matrix(ctx, item_ids) if tc.text.enabled else None
+    config = model_config(cfg, len(item_ids), 0 if text is None else text.shape[1])
     log_params({**config.to_dict(), **tc.model_dump(exclude={"model", "dim", "layers", "heads", "dropout",
                                                               "mask_prob"}),
                 "window_stride": cfg.sequences.window_stride})
-    checkpoints = checkpoint_dir(cfg, config.to_dict(), {T.SILVER_TRAIN_WINDOWS: windows_version,
-                                                         T.SILVER_SEQUENCES: sequences_version})
+    versions = {T.SILVER_TRAIN_WINDOWS: windows_version, T.SILVER_SEQUENCES: sequences_version}
+    if text is not None:
+        versions[T.SILVER_ITEM_EMBEDDINGS] = ctx.lake.reads[T.SILVER_ITEM_EMBEDDINGS]
+    checkpoints = checkpoint_dir(cfg, config.to_dict(), versions)
 
-    result = train_distributed(ctx.spark, train_urls, valid_urls, config, tc, str(checkpoints))
+    result = train_distributed(ctx.spark, train_urls, valid_urls, config, tc, str(checkpoints), text)
     for row in result.history:  # the per-epoch curves, logged from the driver once the ranks are done
         mlflow.log_metrics({k: row[k] for k in ("train_loss", "valid_ndcg_10", "valid_hr_10")}, step=row["epoch"])
     with tempfile.TemporaryDirectory() as tmp:
@@ -47,7 +56,7 @@ def run(ctx: StageContext) -> StageResult:
         mlflow.log_artifact(str(Path(tmp, CURVES)))
 
     model = build_model(config)
-    model.load_state_dict(result.state_dict)
+    model.load_state_dict(result.state_dict)  # text-aware: the text embeddings and the seen-items mask included
     name, model_version, _ = log_model(model.eval(), item_ids, cfg.mlflow.registered_model,
                                        tags=lineage_tags(ctx.lake.reads, ctx.pipeline_run_id), top_k=cfg.score.top_n)
     mlflow.set_tags({"lakerec.model_name": name, "lakerec.model_version": model_version,
@@ -60,6 +69,23 @@ def run(ctx: StageContext) -> StageResult:
         "model_version": int(model_version), "train_rows": sum(r["rows"] for r in result.ranks),
         "steps_per_epoch": result.ranks[0]["steps_per_epoch"], "train_seconds": max(r["seconds"] for r in result.ranks),
     })
+
+
+def item_text_matrix(ctx: StageContext, item_ids: list[str]) -> np.ndarray:
+    """[n_items + 1, dim] text.encoder's embeddings by item_idx (zeros for an item the catalog has no text for)."""
+    encoder = ctx.cfg.text.encoder
+    if not ctx.lake.exists(T.SILVER_ITEM_EMBEDDINGS):
+        raise SequenceInputError(f"train.text.enabled needs {T.SILVER_ITEM_EMBEDDINGS}: run the embed stage")
+    rows = read_item_embeddings(ctx.lake.read(T.SILVER_ITEM_EMBEDDINGS), encoder).toPandas()
+    if rows.empty:
+        raise SequenceInputError(f"{T.SILVER_ITEM_EMBEDDINGS} has no rows for encoder {encoder!r}: run the embed "
+                                 f"stage with text.encoder={encoder}")
+    matrix = embedding_matrix(rows, item_ids)
+    missing = int((~matrix[1:].any(axis=1)).sum())
+    if missing:
+        log.warning("[train] %d of %d items have no text embedding (ID only, or nothing when cold)", missing,
+                    len(item_ids))
+    return matrix
 
 
 def check_lineage(ctx: StageContext, windows_version: int, sequences_version: int) -> None:

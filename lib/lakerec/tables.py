@@ -10,6 +10,7 @@ SILVER_ITEMS = "silver.items"
 SILVER_ITEM_INDEX = "silver.item_index"
 SILVER_SEQUENCES = "silver.sequences"
 SILVER_TRAIN_WINDOWS = "silver.train_windows"
+SILVER_ITEM_EMBEDDINGS = "silver.item_embeddings"  # one row per (item_id, encoder): text vector + content hash
 GOLD_TOPN = "gold.topn"
 
 # contract fields (raw input) and bronze/silver event columns
@@ -44,6 +45,14 @@ TITLE = "title"
 DESCRIPTION = "description"
 CATEGORIES = "categories"
 ITEM_IDX = "item_idx"  # dense integer id used by models, 1..n (0 is padding)
+PUBLISHED = "published"  # optional catalog date (MovieLens release_date): the newest-items cold-start protocol
+
+# silver.item_embeddings
+ENCODER = "encoder"
+CONTENT_HASH = "content_hash"  # sha-256 of the text that was embedded
+DIM = "dim"
+EMBEDDING = "embedding"
+EMBEDDED_AT = "embedded_at"
 
 # gold.topn
 RANK = "rank"

@@ -33,6 +33,12 @@ with DAG(
         retries=2,
         doc='raw item catalog -> silver.items (+ bronze.quarantine)',
     )
+    embed = BashOperator(
+        task_id='embed',
+        bash_command="lakerec embed --profile cluster --set 'lake.root={{ params.lake_root }}'",
+        retries=2,
+        doc='item texts -> silver.item_embeddings (offline sentence encoder; only new or changed items)',
+    )
     silver = BashOperator(
         task_id='silver',
         bash_command="lakerec silver --profile cluster --set 'lake.root={{ params.lake_root }}'",
@@ -65,9 +71,11 @@ with DAG(
     )
     generate >> ingest
     generate >> items
+    items >> embed
     ingest >> silver
     silver >> sequences
     items >> sequences
     sequences >> train
+    embed >> train
     train >> evaluate
     train >> score

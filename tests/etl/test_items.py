@@ -1,4 +1,6 @@
 """Items: the catalog into silver.items, bad rows quarantined, the last row of a repeated item_id wins."""
+from datetime import date
+
 import jobs.items
 from pyspark.sql import functions as F
 
@@ -50,3 +52,19 @@ def test_category_flags(tmp_path, spark):
                   "input.items.category_flags={f0: Action, f1: Drama, f2: Sci-Fi}")
     run_job(jobs.items, cfg, spark)
     assert Lake(cfg.lake.root, spark).read(T.SILVER_ITEMS).first().categories == ["Action", "Sci-Fi"]
+
+
+def test_published_dates_in_the_configured_formats_bad_ones_quarantined(tmp_path, spark):
+    path = tmp_path / "catalog.csv"
+    path.write_text("id|name|released\n"
+                    "1|Old Film|01-Jan-1995\n"
+                    "2|Undated Film|\n"              # no date: fine
+                    "3|New Film|2026-11-20\n"        # the second format
+                    "4|Broken Date|someday\n")       # bad_published
+    cfg = etl_cfg(tmp_path / "lake", f"input.items.path={path}", "input.items.format=csv",
+                  "input.items.delimiter='|'", "input.items.mapping={item_id: id, title: name, published: released}",
+                  "input.items.date_formats=[dd-MMM-yyyy, yyyy-MM-dd]")
+    m = run_job(jobs.items, cfg, spark).metrics
+    assert (m["rows_items"], m["quarantined.bad_published"]) == (3, 1)
+    dates = {r.item_id: r.published for r in Lake(cfg.lake.root, spark).read(T.SILVER_ITEMS).collect()}
+    assert dates == {"1": date(1995, 1, 1), "2": None, "3": date(2026, 11, 20)}

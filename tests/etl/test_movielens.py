@@ -38,5 +38,7 @@ def test_ratings_and_movies(ml100k, tmp_path, spark):
     items = lake.read(T.SILVER_ITEMS)
     toy = items.where(F.col(T.ITEM_ID) == "1").first()
     assert (toy.title, toy.categories) == ("Toy Story (1995)", ["Animation", "Children's", "Comedy"])
+    assert toy.published.isoformat() == "1995-01-01"  # release_date 01-Jan-1995
+    assert items.where(F.col(T.PUBLISHED).isNull()).count() == 1  # item 267 has no release date
     assert items.where(F.col(T.TITLE).contains("é")).count() > 0  # latin-1 decoded
     assert items.where(F.size(T.CATEGORIES) == 0).count() == 0

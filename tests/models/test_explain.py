@@ -10,11 +10,13 @@ INPUTS = torch.tensor([[0, 0, 0, 0, 3, 4, 5, 6], [0, 0, 0, 0, 0, 0, 1, 2], [9, 8
 
 
 @pytest.mark.parametrize("name", ["sasrec", "bert4rec"])
-@pytest.mark.parametrize("norm_first", [True, False])
-def test_explain_user_gives_the_user_vector_and_attributes_only_real_items(name, norm_first):
+@pytest.mark.parametrize("norm_first, text_dim", [(True, 0), (False, 0), (True, 12)])
+def test_explain_user_gives_the_user_vector_and_attributes_only_real_items(name, norm_first, text_dim):
     torch.manual_seed(0)
     model = build_model(ModelConfig(n_items=30, max_len=8, dim=16, layers=2, heads=2, name=name,
-                                    norm_first=norm_first)).eval()
+                                    norm_first=norm_first, text_dim=text_dim)).eval()
+    if text_dim:  # text-aware items: the input is the fused item representation, in explain_user too
+        model.set_item_text(torch.randn(31, text_dim), id_known=torch.arange(31) % 3 > 0)
     with torch.no_grad():
         expected = model.user_vectors(INPUTS)
         vectors, attribution = model.explain_user(INPUTS)

@@ -1,8 +1,10 @@
-"""Raw item catalog -> silver.items (item_id, title, description, categories) + quarantined bad rows.
+"""Raw item catalog -> silver.items (item_id, title, description, categories, published) + quarantined bad rows.
 
 Categories come from, in order of preference: 0/1 flag columns (`category_flags`, MovieLens genres), a JSON
 list (`["noir", "scifi"]`), or a '|'-separated string. A repeated item_id keeps its last row (later file name,
-then later line), so a catalog drop can update an item by appending it.
+then later line), so a catalog drop can update an item by appending it. `published` (optional: a release or
+listing date, what the newest-items cold-start protocol orders by) is read with `date_formats`, tried in order;
+blank is no date, text no format reads is quarantined (`bad_published`).
 """
 from __future__ import annotations
 
@@ -14,18 +16,19 @@ from lakerec.config import CONTRACT_ITEM_FIELDS, SourceConf
 from lakerec.etl.sources import MALFORMED, POS, REC, is_blank, to_contract
 
 REQUIRED_ITEM_FIELDS = (T.ITEM_ID, T.TITLE)
-ITEM_REASONS = ("malformed", "missing_item_id", "missing_title")
-ITEM_COLUMNS = (T.ITEM_ID, T.TITLE, T.DESCRIPTION, T.CATEGORIES)  # silver.items, in order
+ITEM_REASONS = ("malformed", "missing_item_id", "missing_title", "bad_published")
+ITEM_COLUMNS = (T.ITEM_ID, T.TITLE, T.DESCRIPTION, T.CATEGORIES, T.PUBLISHED)  # silver.items, in order
 
 
 def validate_items(raw: DataFrame, source: SourceConf) -> DataFrame:
     """Contract fields from a `read_source` frame, with `categories` parsed and `reason` (null: valid)."""
     df = to_contract(raw, source, CONTRACT_ITEM_FIELDS, REQUIRED_ITEM_FIELDS)
-    df = df.withColumn(T.CATEGORIES, categories(source))
+    df = df.withColumn(T.CATEGORIES, categories(source)).withColumn("_published", published(source))
     reason = (
         F.when(F.col(MALFORMED), "malformed")
         .when(is_blank(F.col(T.ITEM_ID)), "missing_item_id")
         .when(is_blank(F.col(T.TITLE)), "missing_title")
+        .when(~is_blank(F.col(T.PUBLISHED)) & F.col("_published").isNull(), "bad_published")
     )
     return df.withColumn(T.REASON, reason)
 
@@ -42,8 +45,16 @@ def latest_items(validated: DataFrame) -> DataFrame:
             F.trim(T.TITLE).alias(T.TITLE),
             F.when(~is_blank(F.col(T.DESCRIPTION)), F.trim(T.DESCRIPTION)).alias(T.DESCRIPTION),
             T.CATEGORIES,
+            F.col("_published").alias(T.PUBLISHED),
         )
     )
+
+
+def published(source: SourceConf) -> Column:
+    """The `published` field as a date: the first of `source.date_formats` that reads it; null when blank or
+    unreadable (validate_items tells those apart)."""
+    text = F.trim(F.col(T.PUBLISHED))
+    return F.coalesce(*(F.try_to_timestamp(text, F.lit(fmt)).cast("date") for fmt in source.date_formats))
 
 
 def categories(source: SourceConf) -> Column:

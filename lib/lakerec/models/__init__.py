@@ -9,11 +9,18 @@ from lakerec.models.sasrec import SASRec
 MODELS: dict[str, type[SequenceEncoder]] = {"sasrec": SASRec, "bert4rec": BERT4Rec}
 
 
-def model_config(cfg, n_items: int) -> ModelConfig:
-    """The model's config from the validated lakerec Config (train.* sizes, sequences.max_len)."""
-    tc = cfg.train
+def model_config(cfg, n_items: int, text_dim: int = 0) -> ModelConfig:
+    """The model's config from the validated lakerec Config (train.* sizes, sequences.max_len; train.text with
+    the encoder's text_dim when text-aware)."""
+    tc, text = cfg.train, cfg.train.text
+    extra = {}
+    if text.enabled:
+        if text_dim < 1:
+            raise ValueError("train.text.enabled needs the text embeddings' size (run the embed stage)")
+        extra = dict(text_dim=text_dim, text_fusion=text.fusion, id_dropout=text.id_dropout,
+                     text_encoder=cfg.text.encoder)
     return ModelConfig(n_items=n_items, max_len=cfg.sequences.max_len, dim=tc.dim, layers=tc.layers, heads=tc.heads,
-                       dropout=tc.dropout, name=tc.model, mask_prob=tc.mask_prob)
+                       dropout=tc.dropout, name=tc.model, mask_prob=tc.mask_prob, **extra)
 
 
 def build_model(config: ModelConfig) -> SequenceEncoder:

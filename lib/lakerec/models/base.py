@@ -4,6 +4,13 @@ Inputs are left-padded item_idx sequences (0 = padding) of length max_len, so th
 last position. Both models expose `user_vectors(inputs)` [B, d] and `item_vectors()` [n_items + 1, d] (row 0 is
 padding), so evaluation and scoring are one matrix product whichever model trained; and `training_pairs(inputs,
 targets)` -> (hidden [N, d], target item_idx [N]) for the positions a loss is computed on.
+
+Text-aware items (`text_dim` > 0): an item's vector fuses its ID embedding with a projection of its pretrained
+text embedding (`gate`: a learned per-dimension sigmoid mix; `sum`). The text embeddings of the catalog and the
+mask of items that had ID history in training are buffers, so they travel with the weights into the registry
+and to the scorers. Items without ID history are represented by their text alone, and in training a share
+`id_dropout` of ID embeddings is zeroed, so the model learns to rank from text as well.
+`item_vectors_from_text(text_emb)` gives the vector of an item outside the model's index (a new catalog item).
 """
 from __future__ import annotations
 
@@ -31,6 +38,10 @@ class ModelConfig:
     norm_first: bool = True  # pre-LN blocks (stable without warm-up) or the original post-LN
     name: Literal["sasrec", "bert4rec"] = "sasrec"
     mask_prob: float = 0.2  # BERT4Rec: share of positions masked in training
+    text_dim: int = 0  # > 0: text-aware items over text embeddings of this size (0: ID-only)
+    text_fusion: Literal["gate", "sum"] = "gate"
+    id_dropout: float = 0.0  # text-aware: share of ID embeddings zeroed per training step
+    text_encoder: str | None = None  # the encoder whose silver.item_embeddings rows the text came from
 
     def __post_init__(self) -> None:
         if self.n_items < 1 or self.max_len < 2:
@@ -41,6 +52,9 @@ class ModelConfig:
             raise ValueError(f"unknown model {self.name!r}: expected one of {MODEL_NAMES}")
         if not 0 < self.mask_prob < 1:
             raise ValueError(f"mask_prob must lie in (0, 1), got {self.mask_prob}")
+        if self.text_dim < 0 or self.text_fusion not in ("gate", "sum") or not 0 <= self.id_dropout < 1:
+            raise ValueError(f"text_dim >= 0, text_fusion gate|sum and id_dropout in [0, 1) expected, got "
+                             f"{self.text_dim}, {self.text_fusion!r}, {self.id_dropout}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,6 +88,18 @@ class SequenceEncoder(nn.Module):
             nn.init.normal_(emb.weight, std=0.02)
         with torch.no_grad():
             self.item_emb.weight[PAD].zero_()
+        if config.text_dim:
+            vocab = config.n_items + 1 + self.extra_tokens
+            self.register_buffer("text_emb", torch.zeros(vocab, config.text_dim))  # row 0 and [MASK]: no text
+            # 1.0: the item had ID history in training (float, not bool: Horovod broadcasts no bool tensors)
+            self.register_buffer("id_known", torch.ones(vocab))
+            self.text_proj = nn.Linear(config.text_dim, d)  # std 0.02 on unit-norm text: the ID embeddings' scale
+            nn.init.normal_(self.text_proj.weight, std=0.02)
+            nn.init.zeros_(self.text_proj.bias)
+            if config.text_fusion == "gate":
+                self.gate = nn.Linear(2 * d, d)
+                nn.init.zeros_(self.gate.weight)
+                nn.init.zeros_(self.gate.bias)  # starts as the mean of ID and text
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """[B, L] item_idx -> [B, L] x d hidden states (zero at padding positions)."""
@@ -81,7 +107,7 @@ class SequenceEncoder(nn.Module):
         if length != self.config.max_len:
             raise ValueError(f"input length {length} != max_len {self.config.max_len}")
         positions = torch.arange(length, device=input_ids.device)
-        x = self.item_emb(input_ids) * math.sqrt(self.config.dim) + self.pos_emb(positions)
+        x = self.item_repr(input_ids) * math.sqrt(self.config.dim) + self.pos_emb(positions)
         h = self.encoder(self.emb_dropout(x), mask=self._attention_mask(input_ids))
         return self.final_norm(h) * (input_ids != PAD).unsqueeze(-1)
 
@@ -99,7 +125,62 @@ class SequenceEncoder(nn.Module):
 
     def item_vectors(self) -> torch.Tensor:
         """[n_items + 1, d] output item vectors, tied to the input embedding (row 0 is padding)."""
-        return self.item_emb.weight[: self.config.n_items + 1]
+        if not self.config.text_dim:
+            return self.item_emb.weight[: self.config.n_items + 1]
+        return self.item_repr(torch.arange(self.config.n_items + 1, device=self.item_emb.weight.device))
+
+    def item_repr(self, ids: torch.Tensor) -> torch.Tensor:
+        """[...] item_idx -> [..., d]: the ID embedding, fused with the projected text when text-aware.
+
+        The ID part is dropped for items without ID history and, in training, for a random id_dropout share.
+        """
+        ids_emb = self.item_emb(ids)
+        if not self.config.text_dim:
+            return ids_emb
+        keep = self.id_known[ids] > 0
+        if self.training and self.config.id_dropout > 0:
+            keep = keep & (torch.rand(ids.shape, device=ids.device) >= self.config.id_dropout)
+        fused = self._fuse(ids_emb * keep.unsqueeze(-1), self.text_proj(self.text_emb[ids]))
+        return fused * (ids != PAD).unsqueeze(-1)
+
+    def _fuse(self, ids_emb: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        if self.config.text_fusion == "sum":
+            return ids_emb + text
+        g = torch.sigmoid(self.gate(torch.cat([ids_emb, text], dim=-1)))
+        return g * ids_emb + (1 - g) * text
+
+    def item_vectors_from_text(self, text_emb: torch.Tensor) -> torch.Tensor:
+        """[N, text_dim] text embeddings (the model's encoder, `config.text_encoder`) -> [N, d] item vectors for
+        items with no ID history: what `item_vectors()` holds for such items, so they rank on the same scale
+        (score = user_vectors(inputs) @ vectors.T). For new catalog items outside the model's index."""
+        if not self.config.text_dim:
+            raise ValueError("an ID-only model cannot score items from text: train with train.text.enabled")
+        if text_emb.ndim != 2 or text_emb.shape[1] != self.config.text_dim:
+            raise ValueError(f"expected [N, {self.config.text_dim}] text embeddings, got {tuple(text_emb.shape)}")
+        text = self.text_proj(text_emb.to(self.text_proj.weight))
+        return self._fuse(torch.zeros_like(text), text)
+
+    def excluded_from_training(self) -> torch.Tensor | None:
+        """[n_items + 1] bool: items the training loss must not use as negatives (text-aware: those without ID
+        history, see lakerec.train.losses); None for the ID-only model, which ranks every item."""
+        if not self.config.text_dim:
+            return None
+        return self.id_known[: self.config.n_items + 1] == 0
+
+    def set_item_text(self, text_emb: torch.Tensor, id_known: torch.Tensor | None = None) -> None:
+        """Load the catalog's text embeddings ([n_items + 1, text_dim], row i = item_idx i) and which items had ID
+        history in training ([n_items + 1] bool; None: all)."""
+        if not self.config.text_dim:
+            raise ValueError("set_item_text on an ID-only model")
+        n = self.config.n_items + 1
+        if tuple(text_emb.shape) != (n, self.config.text_dim):
+            raise ValueError(f"text embeddings {tuple(text_emb.shape)}, expected {(n, self.config.text_dim)}")
+        with torch.no_grad():
+            self.text_emb.zero_()
+            self.text_emb[:n] = text_emb.to(self.text_emb)
+            self.id_known.fill_(1.0)
+            if id_known is not None:
+                self.id_known[:n] = id_known.to(torch.bool).float()
 
     def user_vectors(self, input_ids: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -123,7 +204,7 @@ class SequenceEncoder(nn.Module):
         ids = input_ids[:, first:]
         n = ids.shape[1]
         positions = torch.arange(first, length, device=ids.device)
-        x = self.item_emb(ids) * math.sqrt(self.config.dim) + self.pos_emb(positions)
+        x = self.item_repr(ids) * math.sqrt(self.config.dim) + self.pos_emb(positions)
         mask = self._attention_mask(ids)
         eye = torch.eye(n, device=ids.device)
         rollout = eye.expand(batch, n, n)

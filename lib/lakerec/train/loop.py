@@ -39,21 +39,24 @@ class RankFailure(RuntimeError):
 
 
 def train_rank(train_urls: list[str], valid_urls: list[str], model_config: dict, conf: TrainConf,
-               checkpoint_dir: str) -> dict:
-    """Train on this rank's shard; returns its report (rank 0's also carries the best weights)."""
+               checkpoint_dir: str, text: np.ndarray | None = None) -> dict:
+    """Train on this rank's shard; returns its report (rank 0's also carries the best weights).
+
+    text: [n_items + 1, text_dim] item text embeddings for a text-aware model (None: ID-only)."""
     import horovod.torch as hvd  # imported on the rank, where Horovod initialises
 
     hvd.init()
     try:
         if os.environ.get(FAIL_RANK_ENV) == str(hvd.rank()):
             raise RankFailure(f"rank {hvd.rank()} fails on purpose ({FAIL_RANK_ENV})")
-        return _train(hvd, train_urls, valid_urls, ModelConfig.from_dict(model_config), conf, Path(checkpoint_dir))
+        return _train(hvd, train_urls, valid_urls, ModelConfig.from_dict(model_config), conf, Path(checkpoint_dir),
+                      text)
     finally:
         hvd.shutdown()
 
 
 def _train(hvd, train_urls: list[str], valid_urls: list[str], config: ModelConfig, conf: TrainConf,
-           checkpoint_dir: Path) -> dict:
+           checkpoint_dir: Path, text: np.ndarray | None = None) -> dict:
     rank, size = hvd.rank(), hvd.size()
     device = _device(hvd)
     torch.set_num_threads(conf.threads or max(1, (os.cpu_count() or 1) // hvd.local_size()))
@@ -69,7 +72,15 @@ def _train(hvd, train_urls: list[str], valid_urls: list[str], config: ModelConfi
     loss_fn = make_loss(conf.loss, conf.negatives, counts)
 
     torch.manual_seed(conf.seed)  # same initial weights everywhere (rank 0's are broadcast anyway)
-    model = build_model(config).to(device)
+    model = build_model(config)
+    if config.text_dim:  # items seen in any rank's training windows keep their ID embedding; the rest are text only
+        seen = torch.from_numpy(np.bincount(np.concatenate([shard.inputs.ravel(), shard.targets.ravel()]),
+                                            minlength=config.n_items + 1)[: config.n_items + 1])
+        seen = hvd.allreduce(seen, op=hvd.Sum, name="items_seen")
+        if text is None:
+            raise ValueError("a text-aware model needs the item text embeddings")
+        model.set_item_text(torch.as_tensor(text, dtype=torch.float32), seen > 0)
+    model = model.to(device)
     hvd.broadcast_parameters(model.state_dict(), root_rank=0)
     optimizer = hvd.DistributedOptimizer(torch.optim.AdamW(model.parameters(), lr=conf.lr,
                                                            weight_decay=conf.weight_decay),
@@ -97,7 +108,7 @@ def _train(hvd, train_urls: list[str], valid_urls: list[str], config: ModelConfi
         total = 0.0
         for inputs, targets in epoch_batches(shard, steps, conf.batch_size, conf.seed, epoch, rank):
             hidden, y = model.training_pairs(inputs.to(device), targets.to(device))
-            loss = loss_fn(hidden, model.item_vectors(), y)
+            loss = loss_fn(hidden, model.item_vectors(), y, model.excluded_from_training())
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

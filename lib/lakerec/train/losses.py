@@ -5,6 +5,10 @@
   training data, shared by the batch), each logit corrected by -log q(item) (logQ correction, Yi et al. 2019) so
   the sampled softmax estimates the full one instead of over-punishing popular items. A negative that happens
   to be the row's own target is masked out.
+
+Both take an optional `excluded` mask ([n_items + 1] bool): items that are no candidates at all. Text-aware
+models exclude the items without ID history: an item that did not exist yet is no evidence of dislike, and
+treating it as a negative in every step teaches the model to bury exactly the new items it should surface.
 """
 from __future__ import annotations
 
@@ -13,12 +17,16 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (hidden, item vectors, targets)
+# (hidden, item vectors, targets[, excluded items])
+LossFn = Callable[..., torch.Tensor]
 
 
-def full_softmax_ce(hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def full_softmax_ce(hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
+                    excluded: torch.Tensor | None = None) -> torch.Tensor:
     """Mean CE of [N, d] hidden states over all real items (rows 1.. of items [n_items + 1, d]); targets 1..n."""
     logits = hidden @ items[1:].T  # padding (row 0) is never a prediction
+    if excluded is not None:
+        logits = logits.masked_fill(excluded[1:].unsqueeze(0), float("-inf"))
     return F.cross_entropy(logits, targets - 1)
 
 
@@ -53,8 +61,10 @@ def make_loss(kind: str, negatives: int, item_counts: torch.Tensor | None = None
     q = proposal(item_counts)
     log_q = torch.log(q.clamp_min(1e-30))
 
-    def loss(hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        drawn = torch.multinomial(q, negatives, replacement=True).to(hidden.device)
+    def loss(hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
+             excluded: torch.Tensor | None = None) -> torch.Tensor:
+        proposal_q = q if excluded is None else q.masked_fill(excluded.cpu(), 0)
+        drawn = torch.multinomial(proposal_q, negatives, replacement=True).to(hidden.device)
         return sampled_softmax_ce(hidden, items, targets, drawn, log_q.to(hidden.device))
 
     return loss

@@ -1,0 +1,125 @@
+"""Cold start on MovieLens 100K: the text-aware model beside the ID-only model, popularity and a text-only baseline.
+
+    .venv/bin/python benchmarks/cold_start_ml100k.py [--lake DIR] [--protocols random newest] [--set key=value ...]
+
+The real stages, in one Spark session, on conf/sources/movielens.yaml: ingest, items, silver, embed once; then
+per holdout protocol (sequences.holdout: `random` = 10% of the items by a seeded hash, `newest` = the 10% of
+dated movies with the latest release dates) the sequences stage, the train stage twice (ID-only, then
+train.text.enabled, each registered under its own name) and a full-ranking test evaluation on the cold, long-tail
+and warm slices (lakerec.evaluate.coldstart). The comparison goes to MLflow (run `cold_start`: metrics, tables,
+plots) and is printed; the last line is
+`cold_ndcg10_text=<x> cold_ndcg10_best_baseline=<y> warm_ndcg10_ratio_text_vs_id=<z>` for the first protocol.
+Reads ../shared/data/ml-100k (licensed, never copied here); exits with a clear message where it is absent.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "ml-100k"
+ID, TEXT, POP, TEXT_ONLY = "id_only", "text_aware", "pop", "text_knn"
+BASELINES = (ID, POP, TEXT_ONLY)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lake", default=None, help="lake folder (default: a new temporary folder)")
+    parser.add_argument("--protocols", nargs="+", default=["random", "newest"], choices=["random", "newest"])
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="lakerec config key=value")
+    args = parser.parse_args()
+    if not (DATA / "u.data").is_file() or not (DATA / "u.item").is_file():
+        print(f"skipped: MovieLens 100K not found at {DATA} (u.data, u.item; licensed data, never in the repository)")
+        return 0
+
+    import mlflow
+    import pandas as pd
+
+    import jobs.embed
+    import jobs.ingest
+    import jobs.items
+    import jobs.sequences
+    import jobs.silver
+    import jobs.train
+    from lakerec import tables as T
+    from lakerec import tracking
+    from lakerec.config import load_config
+    from lakerec.context import run_stage
+    from lakerec.evaluate.baselines import popularity_scorer
+    from lakerec.evaluate.coldstart import coldstart_table, log_comparison, text_scorer, wide
+    from lakerec.evaluate.metrics import EVAL_COLUMNS, model_scores
+    from lakerec.lake import Lake
+    from lakerec.models.registry import load_model
+    from lakerec.spark import get_spark
+    from lakerec.text.embeddings import embedding_matrix, read_item_embeddings
+
+    lake_root = Path(args.lake or tempfile.mkdtemp(prefix="lakerec-coldstart-")) / "lake"
+    base = [f"lake.root={lake_root}", f"input.events.path={DATA / 'u.data'}", f"input.items.path={DATA / 'u.item'}",
+            *args.overrides]
+
+    def config(*extra: str):
+        return load_config("local", [*base, *extra], [str(REPO / "conf" / "sources" / "movielens.yaml")],
+                           conf_dir=REPO / "conf")
+
+    cfg = config()
+    spark = get_spark(cfg)
+    tracking.setup(cfg)
+    start = time.perf_counter()
+    for name, job in (("ingest", jobs.ingest), ("items", jobs.items), ("silver", jobs.silver), ("embed", jobs.embed)):
+        result = run_stage(name, job.run, cfg, spark)
+        print(result.describe(name), flush=True)
+    lake = Lake(cfg.lake.root, spark)
+    texts = read_item_embeddings(lake.read(T.SILVER_ITEM_EMBEDDINGS), cfg.text.encoder).toPandas()
+
+    tables = {}
+    for protocol in args.protocols:
+        holdout = f"sequences.holdout.protocol={protocol}"
+        result = run_stage("sequences", jobs.sequences.run, config(holdout), spark)
+        print(f"[{protocol}] {result.describe('sequences')}", flush=True)
+        versions = {}
+        for label, extra in ((ID, ()), (TEXT, ("train.text.enabled=true",))):
+            train_cfg = config(holdout, f"mlflow.registered_model=coldstart-{protocol}-{label}", *extra)
+            result = run_stage("train", jobs.train.run, train_cfg, spark)
+            print(f"[{protocol}] {label}: {result.describe('train')}", flush=True)
+            versions[label] = (train_cfg.mlflow.registered_model, str(int(result.metrics["model_version"])))
+
+        rows = (lake.read(T.SILVER_SEQUENCES).where(f"{T.TEST_TARGET} > 0").select(*EVAL_COLUMNS).toPandas())
+        models = {label: load_model(ref) for label, ref in versions.items()}
+        item_ids = models[ID][1]["item_ids"]
+        n_items = len(item_ids)
+        scorers = {label: model_scores(model) for label, (model, _) in models.items()}
+        scorers[POP] = popularity_scorer(rows, n_items, "test")
+        scorers[TEXT_ONLY] = text_scorer(embedding_matrix(texts, item_ids))
+        tables[protocol] = coldstart_table(rows, n_items, scorers, cfg.evaluate.ks, cfg.evaluate.head_share)
+
+    with mlflow.start_run(run_name="cold_start"):
+        mlflow.log_params({"protocols": ",".join(args.protocols), "share": cfg.sequences.holdout.share,
+                           "seed": cfg.sequences.holdout.seed, "encoder": cfg.text.encoder})
+        log_comparison(tables)
+    pd.set_option("display.width", 200)
+    print(f"\n{time.perf_counter() - start:.0f} s; lake {lake_root}; MLflow run 'cold_start' in {cfg.tracking_uri}")
+    for protocol, table in tables.items():
+        users = table[(table["model"] == ID) & (table["metric"] == "users")].set_index("slice")["value"]
+        print(f"\nholdout protocol {protocol} (test users per slice: "
+              f"{', '.join(f'{s} {int(n)}' for s, n in users.items())})\n{wide(table).round(4).to_string()}")
+    print(summary_line(tables[args.protocols[0]]))
+    return 0
+
+
+def summary_line(table) -> str:
+    """The benchmark's last line, from one protocol's tidy table."""
+    def ndcg(model: str, slice_: str) -> float:
+        rows = table[(table["model"] == model) & (table["slice"] == slice_) & (table["metric"] == "ndcg_10")]
+        return float(rows["value"].iloc[0]) if len(rows) else float("nan")
+
+    best = max(ndcg(m, "cold") for m in BASELINES)
+    ratio = ndcg(TEXT, "warm") / ndcg(ID, "warm")
+    return f"cold_ndcg10_text={ndcg(TEXT, 'cold'):.4f} cold_ndcg10_best_baseline={best:.4f} " \
+           f"warm_ndcg10_ratio_text_vs_id={ratio:.3f}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Item text: the offline sentence encoder (`encoder`) and the cached item embeddings (`embeddings`)."""
