@@ -14,6 +14,7 @@ from lakerec import tables as T
 from lakerec.context import StageContext, StageResult, log_params
 from lakerec.data.feed import petastorm_urls
 from lakerec.data.sequences import SEQUENCES_VERSION, SequenceInputError, item_ids_in_order
+from lakerec.logs import progress_enabled
 from lakerec.models import build_model, model_config
 from lakerec.models.registry import lineage_tags, log_model
 from lakerec.train.curves import plot_learning_curves
@@ -39,7 +40,8 @@ def run(ctx: StageContext) -> StageResult:
     checkpoints = checkpoint_dir(cfg, config.to_dict(), {T.SILVER_TRAIN_WINDOWS: windows_version,
                                                          T.SILVER_SEQUENCES: sequences_version})
 
-    result = train_distributed(ctx.spark, train_urls, valid_urls, config, tc, str(checkpoints))
+    result = train_distributed(ctx.spark, train_urls, valid_urls, config, tc, str(checkpoints),
+                               progress=progress_enabled(cfg.log))
     for row in result.history:  # the per-epoch curves, logged from the driver once the ranks are done
         mlflow.log_metrics({k: row[k] for k in ("train_loss", "valid_ndcg_10", "valid_hr_10")}, step=row["epoch"])
     with tempfile.TemporaryDirectory() as tmp:

@@ -260,6 +260,14 @@ class ScoreConf(_Strict):
     model_version: int | None = None  # None: the version this pipeline run registered, else the latest
 
 
+class LogConf(_Strict):
+    """Logs and progress bars (lakerec.logs); --verbose and --log-format set the first two."""
+
+    format: Literal["text", "json"] = "text"  # json: one object a line (ts, level, logger, msg, run_id, stage)
+    verbose: bool = False                       # lakerec at DEBUG, Spark at WARN (default: INFO and ERROR)
+    progress: Literal["auto", "always", "never"] = "auto"  # auto: bars only when stderr is a terminal (or verbose)
+
+
 class Config(_Strict):
     lake: LakeConf = LakeConf()
     spark: SparkConf = SparkConf()
@@ -272,6 +280,7 @@ class Config(_Strict):
     train: TrainConf = TrainConf()
     evaluate: EvaluateConf = EvaluateConf()
     score: ScoreConf = ScoreConf()
+    log: LogConf = LogConf()
     profile: str = "local"
 
     @property
