@@ -97,7 +97,7 @@ def read_source(spark: SparkSession, files: list[str], conf: SourceConf, wanted:
     return _parse_delimited(lines, header, conf)
 
 
-def add_source_lines(df: DataFrame, offsets: DataFrame | None = None) -> DataFrame:
+def add_source_lines(df: DataFrame, offsets: Column | None = None) -> DataFrame:
     """Add source_line, the 1-based line number in its file, to a `read_source` frame of a text format.
 
     Spark reads a big plain file in several splits, each in one task, its rows consecutive in `_pos`: a row's
@@ -108,12 +108,11 @@ def add_source_lines(df: DataFrame, offsets: DataFrame | None = None) -> DataFra
     """
     if T.SOURCE_LINE in df.columns:
         return df
-    header = F.lit(0)  # offsets from line_offsets count header lines already
-    if offsets is None:
-        offsets = _offsets(df.groupBy(T.SOURCE_FILE, SPLIT).agg(F.min(POS).alias("_first"),
-                                                                 F.count(F.lit(1)).alias("_n")))
-        header = F.col(HEADER)
-    line = F.col(POS) - F.col("_first") + F.col("_before") + header + 1
+    if offsets is not None:  # a literal map, (file, split) -> the line number of the split's first row - _pos
+        key = F.concat_ws("\t", T.SOURCE_FILE, F.col(SPLIT).cast("string"))
+        return df.withColumn(T.SOURCE_LINE, F.col(POS) + offsets[key])
+    offsets = _offsets(df.groupBy(T.SOURCE_FILE, SPLIT).agg(F.min(POS).alias("_first"), F.count(F.lit(1)).alias("_n")))
+    line = F.col(POS) - F.col("_first") + F.col("_before") + F.col(HEADER) + 1
     return (df.join(F.broadcast(offsets), [T.SOURCE_FILE, SPLIT])
             .withColumn(T.SOURCE_LINE, line).drop("_first", "_before"))
 
@@ -129,25 +128,30 @@ def fenced(df: DataFrame) -> DataFrame:
     return df.withColumn(POS, F.col(POS) + F.spark_partition_id() * 0)
 
 
-def line_offsets(spark: SparkSession, files: list[str], conf: SourceConf) -> tuple[DataFrame | None, int]:
+def line_offsets(spark: SparkSession, files: list[str], conf: SourceConf) -> tuple[Column | None, int]:
     """(offsets for `add_source_lines`, rows the files hold) from one pass over their raw lines, nothing parsed.
 
-    Rows are lines minus header lines (csv/tsv with a header), as `read_source` returns them; the offsets (a
-    few rows a file: source_file, _split, _first, _before) count every line, headers included. `_pos` is the
-    same as in `read_source`'s frame: both read the same files the same way and number lines before any
-    filter. Parquet needs no offsets (its rows carry their index): (None, its row count).
+    Rows are lines minus header lines (csv/tsv with a header), as `read_source` returns them; the offsets count
+    every line, headers included. They come back as a literal map (a few entries a file: no join, no job to
+    build it) from "<file>\\t<split>" to what turns a row's `_pos` into its line number. `_pos` is the same as in
+    `read_source`'s frame: both read the same files the same way and number lines before any filter.
+    Parquet needs no offsets (its rows carry their index): (None, its row count).
     """
     if conf.format == "parquet":
         return None, spark.read.parquet(*files).count()
     lines = _read_lines(spark, files, conf.encoding)
     header = _first_line(spark, files[0], conf.encoding) if conf.format != "jsonl" and conf.header else None
     is_header = _is_header(header) if header is not None else F.lit(False)
-    splits = lines.groupBy(T.SOURCE_FILE, SPLIT).agg(
-        F.min(POS).alias("_first"), F.count(F.lit(1)).alias("_n"), F.sum(is_header.cast("long")).alias("_headers"))
-    rows = splits.collect()
-    schema = f"{T.SOURCE_FILE} string, {SPLIT} long, _first long, _n long"
-    small = spark.createDataFrame([(r[T.SOURCE_FILE], r[SPLIT], r["_first"], r["_n"]) for r in rows], schema)
-    return _offsets(small), sum(r["_n"] - r["_headers"] for r in rows)
+    rows = lines.groupBy(T.SOURCE_FILE, SPLIT).agg(
+        F.min(POS).alias("_first"), F.count(F.lit(1)).alias("_n"), F.sum(is_header.cast("long")).alias("_headers")
+    ).collect()
+    entries, before = [], {}
+    for r in sorted(rows, key=lambda r: (r[T.SOURCE_FILE], r[SPLIT])):
+        earlier = before.get(r[T.SOURCE_FILE], 0)  # lines of the file's earlier splits
+        entries += [F.lit(f"{r[T.SOURCE_FILE]}\t{r[SPLIT]}"), F.lit(earlier + 1 - r["_first"]).cast("long")]
+        before[r[T.SOURCE_FILE]] = earlier + r["_n"]
+    offsets = F.create_map(*entries) if entries else None
+    return offsets, sum(r["_n"] - r["_headers"] for r in rows)
 
 
 def _offsets(splits: DataFrame) -> DataFrame:
