@@ -44,11 +44,17 @@ def main() -> int:
     parser.add_argument("--gzip", action="store_true", help="gzip the raw files")
     parser.add_argument("--work", default=None, help="scratch folder (default: a temporary one, removed after)")
     parser.add_argument("--driver-memory", default="8g", help="Spark driver (local mode: all of Spark) heap")
+    parser.add_argument("--event-log", default=None, metavar="DIR",
+                        help="write Spark's event log here (then: benchmarks/spark_jobs.py DIR shows time per job)")
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="lakerec-etl-bench-"))
     sizes = [parse_size(s) for s in args.sizes.split(",")]
+    extra = {"spark.driver.memory": args.driver_memory}
+    if args.event_log:
+        Path(args.event_log).mkdir(parents=True, exist_ok=True)
+        extra |= {"spark.eventLog.enabled": "true", "spark.eventLog.dir": Path(args.event_log).resolve().as_uri()}
     cfg = load_config("local", [f"lake.root={work / 'lake'}", "spark.master=local[2]",
-                                f"spark.extra={{spark.driver.memory: '{args.driver_memory}'}}"],
+                                "spark.extra={" + ", ".join(f"'{k}': '{v}'" for k, v in extra.items()) + "}"],
                       conf_dir=REPO / "conf")
     spark = get_spark(cfg)
     print(f"cores={os.cpu_count()} spark={spark.sparkContext.master} driver_memory={args.driver_memory} "

@@ -50,9 +50,10 @@ def main():
               help="Retries per stage (default: each stage's retries in the pipeline definition).")
 @click.option("--pipeline", "pipeline_file", default=None, type=click.Path(dir_okay=False),
               help="Pipeline definition (default: pipelines/lakerec.yaml).")
-def run_pipeline(profile, config_files, overrides, conf_dir, verbose, from_stage, resume, retries, pipeline_file):
+def run_pipeline(profile, config_files, overrides, conf_dir, verbose, log_format, from_stage, resume, retries,
+                 pipeline_file):
     """Run every stage in dependency order in one Spark session, one MLflow run per stage under a pipeline run."""
-    cfg = build_config(profile, config_files, overrides, conf_dir, verbose)
+    cfg = build_config(profile, config_files, overrides, conf_dir, verbose, log_format)
     pipeline = load_pipeline(pipeline_file)
     if from_stage and from_stage not in [s.name for s in pipeline.stages]:
         raise click.UsageError(f"--from {from_stage!r}: stages are {[s.name for s in pipeline.order()]}")
@@ -103,9 +104,9 @@ def schedule_command(pipeline_file, out_dir, check):
 @main.command(name="ui")
 @config_options
 @click.option("--port", default=5000, show_default=True)
-def ui(profile, config_files, overrides, conf_dir, verbose, port):
+def ui(profile, config_files, overrides, conf_dir, verbose, log_format, port):
     """Open the MLflow UI on the configured store."""
-    cfg = build_config(profile, config_files, overrides, conf_dir, verbose)
+    cfg = build_config(profile, config_files, overrides, conf_dir, verbose, log_format)
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", cfg.tracking_uri, "--port", str(port)]
     click.echo(" ".join(cmd))
     os.execv(sys.executable, cmd)

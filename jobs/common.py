@@ -1,22 +1,23 @@
 """What every job entry point shares: the command-line options, config loading and the stage run."""
 from __future__ import annotations
 
-import logging
-import sys
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import click
 
-from lakerec import tracking
-from lakerec.config import Config, ConfigError, load_config
+from lakerec import logs, tracking
+from lakerec.config import Config, ConfigError, LogConf, load_config
 from lakerec.context import StageFn, StageResult, run_stage
 from lakerec.spark import get_spark
 
 
 def config_options(f: Callable) -> Callable:
     """--profile / --config / --set / --conf-dir / --verbose, shared by every command."""
-    f = click.option("--verbose", "-v", is_flag=True, help="Debug logs (Spark logs stay quiet).")(f)
+    f = click.option("--log-format", type=click.Choice(["text", "json"]), default=None,
+                     help="Log lines as text or one JSON object each (default: log.format, text).")(f)
+    f = click.option("--verbose", "-v", is_flag=True,
+                     help="lakerec logs at DEBUG, Spark's at WARN, progress bars on (= --set log.verbose=true).")(f)
     f = click.option("--conf-dir", type=click.Path(file_okay=False), default=None,
                      help="Folder with base.yaml and the profiles (default: ./conf or $LAKEREC_CONF_DIR).")(f)
     f = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -27,15 +28,17 @@ def config_options(f: Callable) -> Callable:
     return f
 
 
-def build_config(profile: str, config_files, overrides, conf_dir, verbose: bool) -> Config:
-    # our own logs at INFO (DEBUG with --verbose); every library's at WARNING, or py4j and horovod flood the output
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("lakerec").setLevel(logging.DEBUG if verbose else logging.INFO)
+def build_config(profile: str, config_files, overrides, conf_dir, verbose: bool, log_format: str | None = None
+                 ) -> Config:
+    """Load the config (--verbose and --log-format are log.* overrides) and set up logging from it."""
+    flags = [*(["log.verbose=true"] if verbose else []), *([f"log.format={log_format}"] if log_format else [])]
     try:
-        return load_config(profile, overrides, config_files, conf_dir)
+        cfg = load_config(profile, [*overrides, *flags], config_files, conf_dir)
     except ConfigError as e:
+        logs.configure(LogConf(verbose=verbose))
         raise click.UsageError(str(e)) from None
+    logs.configure(cfg.log)
+    return cfg
 
 
 @dataclass(frozen=True)
@@ -70,10 +73,10 @@ class JobOption:
 def stage_command(stage: str, fn: StageFn, doc: str, options: Sequence[JobOption] = ()) -> click.Command:
     """A click command that runs one stage by itself (its own Spark session and MLflow run)."""
 
-    def command(profile, config_files, overrides, conf_dir, verbose, **job_options):
+    def command(profile, config_files, overrides, conf_dir, verbose, log_format, **job_options):
         extra = [o.override(job_options[o.dest]) for o in options]
         overrides = (*overrides, *(e for e in extra if e is not None))
-        cfg = build_config(profile, config_files, overrides, conf_dir, verbose)
+        cfg = build_config(profile, config_files, overrides, conf_dir, verbose, log_format)
         tracking.fail_runs_on_sigterm()
         parent = tracking.parent_run_id_from_env()
         result = run_stage(stage, fn, cfg, get_spark(cfg), parent_run_id=parent, pipeline_run_id=parent)

@@ -40,9 +40,10 @@ def run(ctx: StageContext) -> StageResult:
     if not plan.days and not plan.new_batches:
         return StageResult(metrics={"batches_new": 0}, skipped="no new bronze batches")
 
-    rows = run_input(bronze, plan, etl).persist()
+    rows = run_input(bronze, plan, etl)
     out = build_silver(rows, plan, etl, key, None if silver is None else published_ids(silver, plan))
-    events, dropped = out.events.persist(), out.dropped.persist()
+    marked = out.marked.persist()  # clean + dedupe once: events and drops both read it
+    events, dropped = out.events.persist(), out.dropped
     sessions = session_rows(events, None if silver is None else around(silver, plan), plan).persist()
     try:
         rows_in, rows_out, n_sessions = counted(rows, plan, etl).count(), events.count(), sessions.count()
@@ -69,7 +70,7 @@ def run(ctx: StageContext) -> StageResult:
                 [(b, ctx.run_id, datetime.now(timezone.utc)) for b in plan.new_batches],
                 f"{T.BATCH_ID} string, {T.RUN_ID} string, {T.PROCESSED_AT} timestamp"), mode="append")
     finally:
-        for df in (sessions, dropped, events, rows):
+        for df in (sessions, events, marked):
             df.unpersist()
     return StageResult(metrics={"rows_in": rows_in, "rows_out": rows_out, "sessions": n_sessions,
                                 "batches_new": len(plan.new_batches), "days_rewritten": len(plan.days),

@@ -17,6 +17,7 @@ from lakerec import tables as T
 from lakerec.context import StageContext, StageResult, log_params
 from lakerec.data.feed import petastorm_urls
 from lakerec.data.sequences import SEQUENCES_VERSION, SequenceInputError, item_ids_in_order
+from lakerec.logs import progress_enabled
 from lakerec.models import build_model, model_config
 from lakerec.models.registry import lineage_tags, log_model
 from lakerec.text.embeddings import embedding_matrix, read_item_embeddings
@@ -48,7 +49,8 @@ def run(ctx: StageContext) -> StageResult:
         versions[T.SILVER_ITEM_EMBEDDINGS] = ctx.lake.reads[T.SILVER_ITEM_EMBEDDINGS]
     checkpoints = checkpoint_dir(cfg, config.to_dict(), versions)
 
-    result = train_distributed(ctx.spark, train_urls, valid_urls, config, tc, str(checkpoints), text)
+    result = train_distributed(ctx.spark, train_urls, valid_urls, config, tc, str(checkpoints), text,
+                               progress=progress_enabled(cfg.log))
     for row in result.history:  # the per-epoch curves, logged from the driver once the ranks are done
         mlflow.log_metrics({k: row[k] for k in ("train_loss", "valid_ndcg_10", "valid_hr_10")}, step=row["epoch"])
     with tempfile.TemporaryDirectory() as tmp:

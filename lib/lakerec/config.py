@@ -315,6 +315,14 @@ class ScoreConf(_Strict):
         return self
 
 
+class LogConf(_Strict):
+    """Logs and progress bars (lakerec.logs); --verbose and --log-format set the first two."""
+
+    format: Literal["text", "json"] = "text"  # json: one object a line (ts, level, logger, msg, run_id, stage)
+    verbose: bool = False                       # lakerec at DEBUG, Spark at WARN (default: INFO and ERROR)
+    progress: Literal["auto", "always", "never"] = "auto"  # auto: bars only when stderr is a terminal (or verbose)
+
+
 class Config(_Strict):
     lake: LakeConf = LakeConf()
     spark: SparkConf = SparkConf()
@@ -328,6 +336,7 @@ class Config(_Strict):
     evaluate: EvaluateConf = EvaluateConf()
     score: ScoreConf = ScoreConf()
     text: TextConf = TextConf()
+    log: LogConf = LogConf()
     profile: str = "local"
 
     @model_validator(mode="after")

@@ -10,7 +10,7 @@ from typing import Any, Callable
 import mlflow
 from pyspark.sql import SparkSession
 
-from lakerec import tracking
+from lakerec import logs, tracking
 from lakerec.config import Config
 from lakerec.lake import Lake
 
@@ -63,11 +63,18 @@ def run_stage(stage: str, fn: StageFn, cfg: Config, spark: SparkSession,
     """Run one stage inside its own MLflow run and record the table versions it read and wrote."""
     lake = Lake(cfg.lake.root, spark, cfg.lake.engine)
     start = time.perf_counter()
-    with tracking.stage_run(cfg, stage, parent_run_id, pipeline_run_id) as run:
+    with tracking.stage_run(cfg, stage, parent_run_id, pipeline_run_id) as run, \
+            logs.context(run_id=pipeline_run_id or run.info.run_id, stage=stage, mlflow_run_id=run.info.run_id):
         ctx = StageContext(cfg, spark, lake, stage, run.info.run_id, pipeline_run_id)
+        log.info("stage %s started", stage)
+        log.debug("stage %s: profile %s, lake %s, engine %s", stage, cfg.profile, cfg.lake.root, lake.engine)
         if stage in os.environ.get(FAIL_STAGE_ENV, "").split(","):
             raise InjectedFailure(f"{stage}: failure injected by {FAIL_STAGE_ENV} (a drill, not a bug)")
-        out = fn(ctx)
+        try:
+            out = fn(ctx)
+        except Exception as e:
+            log.error("stage %s failed: %s: %s", stage, type(e).__name__, e)
+            raise
         result = out if isinstance(out, StageResult) else StageResult(metrics=dict(out or {}))
         result.seconds = time.perf_counter() - start
         result.reads, result.writes, result.run_id = dict(lake.reads), dict(lake.writes), run.info.run_id
@@ -77,6 +84,7 @@ def run_stage(stage: str, fn: StageFn, cfg: Config, spark: SparkSession,
         mlflow.log_metric("stage_seconds", result.seconds)
         if result.skipped:
             mlflow.set_tag("lakerec.skipped", result.skipped)
+        log.info("%s", result.describe(stage))
     return result
 
 

@@ -17,7 +17,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
 
-from lakerec import tracking
+from lakerec import logs, tracking
 from lakerec.config import Config
 from lakerec.context import StageFn, StageResult, run_stage
 from lakerec.pipeline import Pipeline
@@ -77,7 +77,8 @@ def run_pipeline(cfg: Config, pipeline: Pipeline, spark: SparkSession, jobs: Cal
     names = [s.name for s in stages]
     done = finished_stages(resume_run_id) if resume_run_id else {}
     started = time.perf_counter()
-    with tracking.pipeline_run(cfg, pipeline.name, resume_run_id) as parent:
+    with tracking.pipeline_run(cfg, pipeline.name, resume_run_id) as parent, \
+            logs.context(run_id=parent.info.run_id, stage="pipeline", mlflow_run_id=parent.info.run_id):
         out = PipelineRun(parent.info.run_id)
         mlflow.set_tags({tracking.PIPELINE_RUN_TAG: out.run_id, CONFIG_HASH_TAG: config_hash(cfg)})
         verb = "resuming" if resume_run_id else "pipeline run"

@@ -6,11 +6,16 @@ import sys
 
 from pyspark.sql import SparkSession
 
+from lakerec import logs
 from lakerec.config import Config
 
 
 def get_spark(cfg: Config) -> SparkSession:
     """Build (or reuse) the session for this config; quiet logs, UI off locally, UTC everywhere.
+
+    Spark logs at ERROR (WARN with log.verbose; LAKEREC_SPARK_LOG_LEVEL wins) and draws its own console
+    progress bar (stages and tasks: ingest's file splits, silver's shuffles, scoring's partitions) when
+    `logs.progress_enabled` says someone is watching stderr.
 
     An already active session (spark-submit, Databricks, a notebook) is reused as it is, so a cluster's
     own settings win over ours.
@@ -29,7 +34,7 @@ def get_spark(cfg: Config) -> SparkSession:
         "spark.sql.shuffle.partitions": str(cfg.spark.shuffle_partitions),
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.ui.enabled": "false",
-        "spark.ui.showConsoleProgress": "false",
+        "spark.ui.showConsoleProgress": str(logs.progress_enabled(cfg.log)).lower(),
         "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
         "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
         # no _SUCCESS marker files inside Delta table folders
@@ -40,5 +45,5 @@ def get_spark(cfg: Config) -> SparkSession:
     for k, v in settings.items():
         builder = builder.config(k, v)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel(os.environ.get("LAKEREC_SPARK_LOG_LEVEL", "ERROR"))
+    spark.sparkContext.setLogLevel(logs.spark_log_level(cfg.log))
     return spark

@@ -28,15 +28,24 @@ class Split(NamedTuple):
 def clean(events: DataFrame, etl: EtlConf, key: bytes | None = None) -> Split:
     """normalise (pseudonymising user ids with `key` unless None) -> drop events outside [valid_from,
     ingested_at + max_future_minutes] -> drop bots (bot rates are counted over the events left in the window)."""
+    return split(mark_clean(events, etl, key))
+
+
+def mark_clean(events: DataFrame, etl: EtlConf, key: bytes | None = None, drop_agent: bool = False) -> DataFrame:
+    """`clean` as one frame: every normalised row, with `reason` out_of_window, bot, or null (kept).
+
+    One frame (rather than kept + dropped) lets silver compute its steps once and split at the end.
+    `drop_agent`: user_agent (only the bot rules read it) is dropped before the rows are shuffled."""
     df = normalise(events, etl, key)
-    columns = df.columns
-    windowed = df.withColumn("_in_window", in_window(etl))
-    checked = flag_bots(windowed.where("_in_window").select(*columns), etl)
-    kept = checked.where(~F.col("_bot")).select(*columns)
-    dropped = _with_reason(windowed.where(~F.col("_in_window")).select(*columns), OUT_OF_WINDOW).unionByName(
-        _with_reason(checked.where("_bot").select(*columns), BOT)
-    )
-    return Split(kept, dropped)
+    columns = [c for c in df.columns if not (drop_agent and c == T.USER_AGENT)]
+    checked = flag_bots(df.withColumn("_in_window", in_window(etl)), etl, among="_in_window", drop_agent=drop_agent)
+    reason = F.when(~F.col("_in_window"), OUT_OF_WINDOW).when(F.col("_bot"), BOT)
+    return checked.select(*columns, reason.alias(T.REASON))
+
+
+def split(marked: DataFrame) -> Split:
+    """A frame with `reason` -> (its rows without a reason, reason column dropped; the rows with one)."""
+    return Split(marked.where(F.col(T.REASON).isNull()).drop(T.REASON), marked.where(F.col(T.REASON).isNotNull()))
 
 
 def normalise(events: DataFrame, etl: EtlConf, key: bytes | None = None) -> DataFrame:
@@ -92,22 +101,25 @@ def in_window(etl: EtlConf) -> Column:
     return (ts >= earliest) & (ts <= F.unix_micros(T.INGESTED_AT) + etl.max_future_minutes * 60_000_000)
 
 
-def flag_bots(df: DataFrame, etl: EtlConf) -> DataFrame:
+def flag_bots(df: DataFrame, etl: EtlConf, among: str | None = None, drop_agent: bool = False) -> DataFrame:
     """Adds `_bot`: the user agent matches a bot pattern, or the user sent more than
     etl.bot_max_events_per_minute events within some 60 s (a sliding window ending at each of their events,
-    so a burst straddling a minute boundary counts whole)."""
+    so a burst straddling a minute boundary counts whole). With `among` (a boolean column), only those rows
+    count towards the rate (the others get a `_bot` that means nothing). `drop_agent`: the user agent is
+    matched, then dropped, before the windows shuffle the rows."""
     by_agent = F.lit(False)
     for pattern in etl.bot_user_agent_patterns:
         by_agent = by_agent | F.coalesce(F.col(T.USER_AGENT).rlike(pattern), F.lit(False))
+    df = df.withColumn("_agent_bot", by_agent)
+    if drop_agent:
+        df = df.drop(T.USER_AGENT)
+    counts = F.col(among) if among else F.lit(True)
     last_minute = (Window.partitionBy(T.USER_ID).orderBy(F.unix_micros(T.TS))
                    .rangeBetween(-(60_000_000 - 1), Window.currentRow))
-    per_minute = df.withColumn("_per_minute", F.count(F.lit(1)).over(last_minute))
-    busiest = F.max("_per_minute").over(Window.partitionBy(T.USER_ID))
-    return per_minute.withColumn("_bot", by_agent | (busiest > etl.bot_max_events_per_minute)).drop("_per_minute")
-
-
-def _with_reason(df: DataFrame, reason: str) -> DataFrame:
-    return df.withColumn(T.REASON, F.lit(reason))
+    per_minute = df.withColumn("_per_minute", F.count(F.when(counts, 1)).over(last_minute))
+    busiest = F.max(F.when(counts, F.col("_per_minute"))).over(Window.partitionBy(T.USER_ID))
+    too_busy = F.coalesce(busiest > etl.bot_max_events_per_minute, F.lit(False))
+    return per_minute.withColumn("_bot", F.col("_agent_bot") | too_busy).drop("_per_minute", "_agent_bot")
 
 
 def _utc(text: str) -> datetime:

@@ -6,7 +6,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from lakerec import tables as T
-from lakerec.etl.clean import Split
+from lakerec.etl.clean import Split, split
 
 DUPLICATE_EVENT_ID = "duplicate_event_id"
 DUPLICATE_ACROSS_BATCHES = "duplicate_across_batches"
@@ -26,30 +26,44 @@ def dedupe(events: DataFrame, retry_window_seconds: int, published_batches: list
     A repeat whose kept delivery came in one of `published_batches` (already in silver) while the repeat came
     in another batch is a late re-delivery: reason duplicate_across_batches rather than duplicate_event_id.
     """
-    first_delivery = Window.partitionBy(T.EVENT_ID).orderBy(*file_order(), T.TS, T.USER_ID, T.ITEM_ID)
-    ranked = (events.withColumn("_delivery", F.row_number().over(first_delivery))
-              .withColumn("_first_batch", F.first(T.BATCH_ID).over(first_delivery)))
-    unique = ranked.where(F.col("_delivery") == 1).drop("_delivery", "_first_batch")
-    late = F.col("_first_batch").isin(list(published_batches)) & (F.col("_first_batch") != F.col(T.BATCH_ID))
-    repeated = (ranked.where(F.col("_delivery") > 1)
-                .withColumn(T.REASON, F.when(late, DUPLICATE_ACROSS_BATCHES).otherwise(DUPLICATE_EVENT_ID))
-                .drop("_delivery", "_first_batch"))
+    return split(mark_dedupe(events.withColumn(T.REASON, F.lit(None).cast("string")), retry_window_seconds,
+                             published_batches))
+
+
+def mark_dedupe(marked: DataFrame, retry_window_seconds: int, published_batches: list[str] = ()) -> DataFrame:
+    """`dedupe` as one frame: rows whose `reason` is still null (kept so far) get duplicate_event_id,
+    duplicate_across_batches or client_retry where they are one; rows already dropped take no part.
+
+    Both windows order the rows still kept first, so they see exactly the rows `dedupe` would; the retry window
+    is partitioned by user alone (item and type lead its order), which sessionizing by user reuses without
+    another shuffle."""
+    dead = F.col(T.REASON).isNotNull()
+    first_delivery = Window.partitionBy(T.EVENT_ID).orderBy(dead, *file_order(), T.TS, T.USER_ID, T.ITEM_ID)
+    first_batch = F.first(T.BATCH_ID).over(first_delivery)
+    late = first_batch.isin(list(published_batches)) & (first_batch != F.col(T.BATCH_ID))
+    repeat = F.when(late, DUPLICATE_ACROSS_BATCHES).otherwise(DUPLICATE_EVENT_ID)
+    reason = F.when(dead, F.col(T.REASON)).when(F.row_number().over(first_delivery) > 1, repeat)
+    df = marked.withColumn(T.REASON, reason)
     if retry_window_seconds == 0:
-        return Split(unique, repeated)
-    same_action = Window.partitionBy(T.USER_ID, T.ITEM_ID, T.EVENT_TYPE).orderBy(T.TS, *file_order(), T.EVENT_ID)
-    gap = F.unix_micros(T.TS) - F.lag(F.unix_micros(T.TS)).over(same_action)
-    marked = unique.withColumn("_retry", F.coalesce(gap <= retry_window_seconds * 1_000_000, F.lit(False)))
-    kept = marked.where(~F.col("_retry")).drop("_retry")
-    retries = marked.where("_retry").drop("_retry").withColumn(T.REASON, F.lit(CLIENT_RETRY))
-    return Split(kept, repeated.unionByName(retries))
+        return df
+    dead = F.col(T.REASON).isNotNull()
+    same_user = Window.partitionBy(T.USER_ID).orderBy(dead, T.ITEM_ID, T.EVENT_TYPE, T.TS, *file_order(), T.EVENT_ID)
+    previous = [F.lag(c).over(same_user) for c in (T.ITEM_ID, T.EVENT_TYPE)]
+    same_action = previous[0].eqNullSafe(F.col(T.ITEM_ID)) & previous[1].eqNullSafe(F.col(T.EVENT_TYPE))
+    gap = F.unix_micros(T.TS) - F.lag(F.unix_micros(T.TS)).over(same_user)
+    retry = same_action & F.coalesce(gap <= retry_window_seconds * 1_000_000, F.lit(False))
+    return df.withColumn(T.REASON, F.when(dead, F.col(T.REASON)).when(retry, CLIENT_RETRY))
 
 
 def published_elsewhere(events: DataFrame, published_ids: DataFrame) -> Split:
     """Events whose event_id silver already holds outside the days being recomputed (a re-delivery whose clock
     moved it to another day): dropped as duplicate_across_batches, checked against silver itself."""
+    return split(mark_published_elsewhere(events.withColumn(T.REASON, F.lit(None).cast("string")), published_ids))
+
+
+def mark_published_elsewhere(marked: DataFrame, published_ids: DataFrame) -> DataFrame:
+    """`published_elsewhere` as one frame: rows still kept whose event_id silver holds get its reason."""
     seen = published_ids.select(T.EVENT_ID).distinct().withColumn("_published", F.lit(True))
-    marked = events.join(seen, T.EVENT_ID, "left").withColumn("_published", F.coalesce("_published", F.lit(False)))
-    kept = marked.where(~F.col("_published")).drop("_published")
-    dropped = (marked.where("_published").drop("_published")
-               .withColumn(T.REASON, F.lit(DUPLICATE_ACROSS_BATCHES)))
-    return Split(kept, dropped)
+    joined = marked.join(seen, T.EVENT_ID, "left")
+    reason = F.when(F.col(T.REASON).isNotNull(), F.col(T.REASON)).when(F.col("_published"), DUPLICATE_ACROSS_BATCHES)
+    return joined.withColumn(T.REASON, reason).drop("_published").select(*marked.columns)

@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 from lakerec import tables as T
 from lakerec.config import CONTRACT_EVENT_FIELDS, EtlConf, SourceConf
 from lakerec.etl import reasons as R
-from lakerec.etl.sources import MALFORMED, is_blank, to_contract
+from lakerec.etl.sources import MALFORMED, fenced, is_blank, to_contract
 from lakerec.lake import Lake
 
 REQUIRED_EVENT_FIELDS = (T.USER_ID, T.ITEM_ID, T.EVENT_TYPE, T.TS)
@@ -110,7 +110,7 @@ def validate_events(raw: DataFrame, source: SourceConf, etl: EtlConf, ingested_a
         .when((F.col("_ts") < earliest) | (F.col("_ts") > latest), R.IMPOSSIBLE_TIMESTAMP)
         .when(~F.lower(F.trim(T.EVENT_TYPE)).isin(known), R.UNKNOWN_EVENT_TYPE)
     )
-    return df.withColumn(T.REASON, reason)
+    return fenced(df.withColumn(T.REASON, reason))  # filters on reason must not re-parse every row
 
 
 def bronze_events(validated: DataFrame, batch_id: str, ingested_at: datetime) -> DataFrame:

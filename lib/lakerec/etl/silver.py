@@ -16,9 +16,9 @@ from pyspark.sql import functions as F
 
 from lakerec import tables as T
 from lakerec.config import EtlConf
-from lakerec.etl.clean import BOT, OUT_OF_WINDOW, clean, in_window
-from lakerec.etl.dedupe import (CLIENT_RETRY, DUPLICATE_ACROSS_BATCHES, DUPLICATE_EVENT_ID, dedupe,
-                                published_elsewhere)
+from lakerec.etl.clean import BOT, OUT_OF_WINDOW, in_window, mark_clean
+from lakerec.etl.dedupe import (CLIENT_RETRY, DUPLICATE_ACROSS_BATCHES, DUPLICATE_EVENT_ID, mark_dedupe,
+                                mark_published_elsewhere)
 from lakerec.etl.sessionize import START_TS, sessionize, sessions, utc_date
 
 DROP_REASONS = (OUT_OF_WINDOW, BOT, DUPLICATE_EVENT_ID, DUPLICATE_ACROSS_BATCHES, CLIENT_RETRY)
@@ -110,25 +110,38 @@ def run_input(bronze: DataFrame, plan: Plan, etl: EtlConf) -> DataFrame:
 
 @dataclass
 class SilverOut:
-    events: DataFrame    # silver.events rows of the replaced days
-    dropped: DataFrame   # the counted dropped rows: event_id, batch_id, reason
+    marked: DataFrame    # every input row after clean and dedupe, `reason` null where it is kept: persist this
+    plan: Plan
+    gap_minutes: int
+
+    @property
+    def events(self) -> DataFrame:
+        """silver.events rows of the replaced days (the context day serves sessions, retries and bots)."""
+        kept = self.marked.where(F.col(T.REASON).isNull()).drop(T.REASON)
+        return (sessionize(kept, self.gap_minutes).withColumn(T.DT, utc_date(F.col(T.TS)))
+                .where(in_days(F.col(T.DT).cast("string"), self.plan.days)).select(*SILVER_EVENT_COLUMNS))
+
+    @property
+    def dropped(self) -> DataFrame:
+        """The counted dropped rows: event_id, batch_id, reason."""
+        counted = (F.col(T.REASON) == OUT_OF_WINDOW) | in_days(utc_date(F.col(T.TS)).cast("string"), self.plan.days)
+        return self.marked.where(F.col(T.REASON).isNotNull() & counted).select(T.EVENT_ID, T.BATCH_ID, T.REASON)
 
 
 def build_silver(rows: DataFrame, plan: Plan, etl: EtlConf, key: bytes | None,
                  published_ids: DataFrame | None) -> SilverOut:
     """clean -> dedupe (against the input days, then against silver's other days) -> sessionize; only the
-    replaced days' rows are returned (the context day serves sessions, retries and bots)."""
-    cleaned = clean(rows, etl, key)
-    deduped = dedupe(cleaned.kept, etl.retry_window_seconds, plan.published)
-    kept, dropped = deduped.kept, cleaned.dropped.unionByName(deduped.dropped)
+    replaced days' rows are returned (the context day serves sessions, retries and bots).
+
+    The steps mark rows (a `reason`) instead of splitting them, so kept and dropped rows come out of one frame:
+    persisted once, its windows and shuffles run once for the events, the drop counts and the checks."""
+    # narrower rows through the shuffles and the cache: sessionize makes its own session ids, and only the bot
+    # rules read the user agent
+    cleaned = mark_clean(rows.drop(T.SESSION_ID), etl, key, drop_agent=True)
+    marked = mark_dedupe(cleaned, etl.retry_window_seconds, plan.published)
     if published_ids is not None:
-        against = published_elsewhere(kept, published_ids)
-        kept, dropped = against.kept, dropped.unionByName(against.dropped.select(*dropped.columns))
-    day = utc_date(F.col(T.TS))
-    events = (sessionize(kept, etl.session_gap_minutes).withColumn(T.DT, day)
-              .where(in_days(F.col(T.DT).cast("string"), plan.days)).select(*SILVER_EVENT_COLUMNS))
-    counted = (F.col(T.REASON) == OUT_OF_WINDOW) | in_days(day.cast("string"), plan.days)
-    return SilverOut(events=events, dropped=dropped.where(counted).select(T.EVENT_ID, T.BATCH_ID, T.REASON))
+        marked = mark_published_elsewhere(marked, published_ids)
+    return SilverOut(marked, plan, etl.session_gap_minutes)
 
 
 def session_rows(events: DataFrame, neighbours: DataFrame | None, plan: Plan) -> DataFrame:

@@ -97,22 +97,68 @@ def read_source(spark: SparkSession, files: list[str], conf: SourceConf, wanted:
     return _parse_delimited(lines, header, conf)
 
 
-def add_source_lines(df: DataFrame) -> DataFrame:
+def add_source_lines(df: DataFrame, offsets: Column | None = None) -> DataFrame:
     """Add source_line, the 1-based line number in its file, to a `read_source` frame of a text format.
 
     Spark reads a big plain file in several splits, each in one task, its rows consecutive in `_pos`: a row's
-    line is its offset in its split plus the rows of the file's earlier splits (plus the header line). That
-    takes one aggregation over the frame, so call it on a persisted frame (Parquet rows already carry it).
+    line is its offset in its split plus the rows of the file's earlier splits (plus the header line).
+    `offsets` (from `line_offsets`, which counts the raw lines alone) saves the aggregation over `df`; without
+    it, that aggregation runs over `df`, so call it on a persisted frame (Parquet rows already carry lines).
     Lines are as Hadoop splits them: at \\n, \\r\\n or \\r.
     """
     if T.SOURCE_LINE in df.columns:
         return df
-    splits = df.groupBy(T.SOURCE_FILE, SPLIT).agg(F.min(POS).alias("_first"), F.count(F.lit(1)).alias("_n"))
-    earlier = Window.partitionBy(T.SOURCE_FILE).orderBy(SPLIT)
-    splits = splits.select(T.SOURCE_FILE, SPLIT, "_first", (F.sum("_n").over(earlier) - F.col("_n")).alias("_before"))
+    if offsets is not None:  # a literal map, (file, split) -> the line number of the split's first row - _pos
+        key = F.concat_ws("\t", T.SOURCE_FILE, F.col(SPLIT).cast("string"))
+        return df.withColumn(T.SOURCE_LINE, F.col(POS) + offsets[key])
+    offsets = _offsets(df.groupBy(T.SOURCE_FILE, SPLIT).agg(F.min(POS).alias("_first"), F.count(F.lit(1)).alias("_n")))
     line = F.col(POS) - F.col("_first") + F.col("_before") + F.col(HEADER) + 1
-    return (df.join(F.broadcast(splits), [T.SOURCE_FILE, SPLIT])
+    return (df.join(F.broadcast(offsets), [T.SOURCE_FILE, SPLIT])
             .withColumn(T.SOURCE_LINE, line).drop("_first", "_before"))
+
+
+def fenced(df: DataFrame) -> DataFrame:
+    """The same rows behind a wall the optimizer pushes no filter through: `_pos` plus a nondeterministic zero.
+
+    Without it a filter on a column computed from the parsed record (validation's `reason`) is pushed down to
+    the scan with every expression it depends on inlined: from_json and the timestamp regexes then run once
+    per reference (dozens of times a row) and outside whole-stage codegen, several times slower than parsing
+    once. Behind the fence the filter reads the computed column.
+    """
+    return df.withColumn(POS, F.col(POS) + F.spark_partition_id() * 0)
+
+
+def line_offsets(spark: SparkSession, files: list[str], conf: SourceConf) -> tuple[Column | None, int]:
+    """(offsets for `add_source_lines`, rows the files hold) from one pass over their raw lines, nothing parsed.
+
+    Rows are lines minus header lines (csv/tsv with a header), as `read_source` returns them; the offsets count
+    every line, headers included. They come back as a literal map (a few entries a file: no join, no job to
+    build it) from "<file>\\t<split>" to what turns a row's `_pos` into its line number. `_pos` is the same as in
+    `read_source`'s frame: both read the same files the same way and number lines before any filter.
+    Parquet needs no offsets (its rows carry their index): (None, its row count).
+    """
+    if conf.format == "parquet":
+        return None, spark.read.parquet(*files).count()
+    lines = _read_lines(spark, files, conf.encoding)
+    header = _first_line(spark, files[0], conf.encoding) if conf.format != "jsonl" and conf.header else None
+    is_header = _is_header(header) if header is not None else F.lit(False)
+    rows = lines.groupBy(T.SOURCE_FILE, SPLIT).agg(
+        F.min(POS).alias("_first"), F.count(F.lit(1)).alias("_n"), F.sum(is_header.cast("long")).alias("_headers")
+    ).collect()
+    entries, before = [], {}
+    for r in sorted(rows, key=lambda r: (r[T.SOURCE_FILE], r[SPLIT])):
+        earlier = before.get(r[T.SOURCE_FILE], 0)  # lines of the file's earlier splits
+        entries += [F.lit(f"{r[T.SOURCE_FILE]}\t{r[SPLIT]}"), F.lit(earlier + 1 - r["_first"]).cast("long")]
+        before[r[T.SOURCE_FILE]] = earlier + r["_n"]
+    offsets = F.create_map(*entries) if entries else None
+    return offsets, sum(r["_n"] - r["_headers"] for r in rows)
+
+
+def _offsets(splits: DataFrame) -> DataFrame:
+    """(source_file, _split, _first, _n) per split -> (source_file, _split, _first, _before): _before, the
+    lines of the file's earlier splits."""
+    earlier = Window.partitionBy(T.SOURCE_FILE).orderBy(SPLIT)
+    return splits.select(T.SOURCE_FILE, SPLIT, "_first", (F.sum("_n").over(earlier) - F.col("_n")).alias("_before"))
 
 
 def to_contract(df: DataFrame, conf: SourceConf, fields: tuple[str, ...], required: tuple[str, ...]) -> DataFrame:
@@ -175,6 +221,11 @@ def _decoded(encoding: str) -> Column:
     return value.alias(T.RAW)
 
 
+def _is_header(header: str) -> Column:
+    """The line is the header (a byte-order mark aside)."""
+    return F.regexp_replace(T.RAW, "^\ufeff", "") == F.lit(header)
+
+
 def _parse_json(lines: DataFrame, wanted: list[str]) -> DataFrame:
     """from_json with every wanted key as a string (numbers and lists keep their JSON text)."""
     schema = ST.StructType([ST.StructField(c, ST.StringType()) for c in wanted + [_CORRUPT]])
@@ -194,7 +245,7 @@ def _parse_delimited(lines: DataFrame, header: str | None, conf: SourceConf) -> 
     options = {"sep": conf.sep, "mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT}
     if header is not None:
         # header lines are not data rows: every file repeats the same one
-        lines = lines.where(F.regexp_replace(T.RAW, "^\ufeff", "") != F.lit(header))
+        lines = lines.where(~_is_header(header))
     df = lines.withColumn("_parsed", F.from_csv(F.col(T.RAW), schema, options))
     malformed = (F.trim(F.col(T.RAW)) == "") | F.col(f"_parsed.{_CORRUPT}").isNotNull()
     record = F.struct(*(F.col("_parsed").getField(c).alias(c) for c in columns))

@@ -16,6 +16,7 @@ import copy
 import hashlib
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import torch
 from lakerec.config import TrainConf
 from lakerec.data.feed import ValidShard, epoch_batches, read_shard, read_valid_shard, steps_for
 from lakerec.evaluate.metrics import rank_users, ranking_metrics
+from lakerec.logs import bar
 from lakerec.models import build_model
 from lakerec.models.base import ModelConfig, SequenceEncoder
 from lakerec.train.losses import make_loss
@@ -39,10 +41,11 @@ class RankFailure(RuntimeError):
 
 
 def train_rank(train_urls: list[str], valid_urls: list[str], model_config: dict, conf: TrainConf,
-               checkpoint_dir: str, text: np.ndarray | None = None) -> dict:
+               checkpoint_dir: str, text: np.ndarray | None = None, progress: bool = False) -> dict:
     """Train on this rank's shard; returns its report (rank 0's also carries the best weights).
 
-    text: [n_items + 1, text_dim] item text embeddings for a text-aware model (None: ID-only)."""
+    text: [n_items + 1, text_dim] item text embeddings for a text-aware model (None: ID-only). `progress`: rank 0
+    draws a bar over the epochs on stderr (the driver decides: a rank's stderr is never a terminal)."""
     import horovod.torch as hvd  # imported on the rank, where Horovod initialises
 
     hvd.init()
@@ -50,13 +53,13 @@ def train_rank(train_urls: list[str], valid_urls: list[str], model_config: dict,
         if os.environ.get(FAIL_RANK_ENV) == str(hvd.rank()):
             raise RankFailure(f"rank {hvd.rank()} fails on purpose ({FAIL_RANK_ENV})")
         return _train(hvd, train_urls, valid_urls, ModelConfig.from_dict(model_config), conf, Path(checkpoint_dir),
-                      text)
+                      text, progress)
     finally:
         hvd.shutdown()
 
 
 def _train(hvd, train_urls: list[str], valid_urls: list[str], config: ModelConfig, conf: TrainConf,
-           checkpoint_dir: Path, text: np.ndarray | None = None) -> dict:
+           checkpoint_dir: Path, text: np.ndarray | None = None, progress: bool = False) -> dict:
     rank, size = hvd.rank(), hvd.size()
     device = _device(hvd)
     torch.set_num_threads(conf.threads or max(1, (os.cpu_count() or 1) // hvd.local_size()))
@@ -99,7 +102,9 @@ def _train(hvd, train_urls: list[str], valid_urls: list[str], config: ModelConfi
             resumed_from = state["epoch"]
     done = state["bad_epochs"] >= conf.patience
 
-    for epoch in range(state["epoch"], conf.epochs):
+    epochs = bar(range(state["epoch"], conf.epochs), progress and rank == 0, desc="train", unit="epoch",
+                 initial=state["epoch"], total=conf.epochs)
+    for epoch in epochs:
         if done:
             break
         epoch_start = time.perf_counter()
@@ -130,9 +135,12 @@ def _train(hvd, train_urls: list[str], valid_urls: list[str], config: ModelConfi
         done = state["bad_epochs"] >= conf.patience
         if rank == 0:
             _save_checkpoint(checkpoint_dir, model, optimizer, scheduler, state)
-            print(f"[train] epoch {epoch + 1}/{conf.epochs}: loss {train_loss:.4f}, valid ndcg@10 {ndcg:.4f} "
-                  f"hr@10 {hr:.4f}, {state['seconds']:.0f}s; checkpoint {epoch + 1} saved", flush=True)
+            epochs.set_postfix(loss=f"{train_loss:.4f}", ndcg10=f"{ndcg:.4f}", refresh=False)
+            epochs.write(f"[train] epoch {epoch + 1}/{conf.epochs}: loss {train_loss:.4f}, valid ndcg@10 {ndcg:.4f} "
+                         f"hr@10 {hr:.4f}, {state['seconds']:.0f}s; checkpoint {epoch + 1} saved", file=sys.stdout)
+            sys.stdout.flush()  # a rank's stdout is a pipe: the line reaches the job log now, not at exit
 
+    epochs.close()
     report = {
         "rank": rank, "size": size, "device": str(device), "rows": len(shard), "rows_read": shard.rows_read,
         "valid_users": len(valid), "steps_per_epoch": steps, "history": state["history"], "best": state["best"],

@@ -1,0 +1,105 @@
+"""Logs and progress: JSON lines stamped with the run id and stage of a real stage run, --verbose levels,
+progress bars only on a terminal unless forced (ours and Spark's own console bar)."""
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from click.testing import CliRunner
+
+from jobs.cli import main as cli
+from lakerec import logs
+from lakerec.config import LogConf
+from tests.conftest import CONF_DIR, REPO
+
+
+@pytest.fixture
+def restore_logging():
+    """The CLI installs a handler on the root logger (on CliRunner's stream): take it off again afterwards."""
+    root, ours = logging.getLogger(), logging.getLogger("lakerec")
+    levels = root.level, ours.level
+    yield
+    for h in [h for h in root.handlers if h.get_name() == "lakerec"]:
+        root.removeHandler(h)
+    root.setLevel(levels[0])
+    ours.setLevel(levels[1])
+
+
+def _generate(tmp_path, *flags):
+    """`lakerec generate` in this process (the suite's Spark session is reused), stderr kept apart."""
+    runner = CliRunner()
+    out = runner.invoke(cli, ["generate", "--profile", "test", "--conf-dir", str(CONF_DIR),
+                              "--set", f"lake.root={tmp_path / 'lake'}", *flags], catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    return out
+
+
+def _mlflow_run_ids(tmp_path, stage):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'lake' / 'mlflow.db'}")
+    runs = MlflowClient().search_runs([mlflow.get_experiment_by_name("lakerec").experiment_id],
+                                      f"tags.`lakerec.stage` = '{stage}'")
+    return [r.info.run_id for r in runs]
+
+
+def test_json_lines_carry_the_run_id_and_stage_of_a_real_stage_run(spark, tmp_path, restore_logging):
+    out = _generate(tmp_path, "--log-format", "json")
+    records = [json.loads(line) for line in out.stderr.splitlines() if line.strip()]  # every line is JSON
+    assert {"ts", "level", "logger", "msg", "run_id", "stage", "mlflow_run_id"} <= set(records[0])
+    (run_id,) = _mlflow_run_ids(tmp_path, "generate")
+    in_stage = [r for r in records if r["stage"] == "generate"]
+    assert any(r["logger"] == "lakerec.generate" and r["msg"].startswith("demo drops") for r in in_stage)
+    assert any("done in" in r["msg"] for r in in_stage)
+    # a stage run by itself is its own pipeline run: both ids are its MLflow run
+    assert {(r["run_id"], r["mlflow_run_id"]) for r in in_stage} == {(run_id, run_id)}
+    assert "[generate] done" in out.stdout  # the console summary stays on stdout
+
+
+def test_verbose_raises_lakerec_to_debug_and_spark_to_warn(spark, tmp_path, restore_logging):
+    quiet = _generate(tmp_path)
+    assert logging.getLogger("lakerec").level == logging.INFO
+    assert " DEBUG " not in quiet.stderr and "INFO lakerec.generate [generate " in quiet.stderr
+    loud = _generate(tmp_path, "--verbose")
+    assert logging.getLogger("lakerec").level == logging.DEBUG
+    assert " DEBUG lakerec [generate " in loud.stderr
+    assert logs.spark_log_level(LogConf()) == "ERROR" and logs.spark_log_level(LogConf(verbose=True)) == "WARN"
+
+
+def test_our_bars_reach_a_pipe_only_when_forced():
+    for conf, drawn in [(LogConf(), False), (LogConf(progress="always"), True), (LogConf(progress="never"), False)]:
+        stream = io.StringIO()  # not a terminal, like a scheduler's log
+        for _ in logs.bar(range(3), logs.progress_enabled(conf, stream), stream=stream, desc="train"):
+            pass
+        assert ("train" in stream.getvalue() and "3/3" in stream.getvalue()) == drawn, conf
+
+
+_SLOW_JOB = textwrap.dedent("""
+    import sys, time
+    from lakerec.config import load_config
+    from lakerec.spark import get_spark
+    cfg = load_config("test", sys.argv[1:], conf_dir={conf!r})
+    spark = get_spark(cfg)
+    def slow(batches):
+        for b in batches:
+            time.sleep(2)
+            yield b
+    spark.range(2, numPartitions=2).mapInPandas(slow, "id long").count()
+    spark.stop()
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("progress, drawn", [("auto", False), ("always", True)])
+def test_spark_console_progress_reaches_a_pipe_only_when_forced(tmp_path, progress, drawn):
+    script = _SLOW_JOB.format(conf=str(CONF_DIR))
+    out = subprocess.run([sys.executable, "-c", script, f"lake.root={tmp_path}", f"log.progress={progress}"],
+                         cwd=REPO, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYSPARK_PYTHON": sys.executable})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert ("[Stage " in out.stderr) == drawn, out.stderr[-2000:]
