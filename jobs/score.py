@@ -1,5 +1,6 @@
 """A registered model (score.model_version, score.model_alias, else this pipeline run's, else the latest) scores every
-user of silver.events (at score.silver_version, else the latest) against the candidate items -> gold.topn: top_n
+user of silver.events (at score.silver_version, else the latest) against the candidate items (a text-aware model
+adds new catalog items from silver.item_embeddings, scored from their text) -> gold.topn: top_n
 rows a user with the history item behind each, cold users' rows from recent popularity. Everything that can be
 wrong with the model, the data or the candidates fails before the write; the write is one Delta commit, so readers
 see the previous complete table or the new one; files of versions older than score.retention_hours are vacuumed."""
@@ -11,7 +12,8 @@ from lakerec import tables as T
 from lakerec.context import StageContext, StageResult
 from lakerec.models.registry import load_model, resolve_version
 from lakerec.score.batch import (Candidates, ScoringInputError, candidate_items, check_events, popularity, score_users,
-                                 stamp, user_states)
+                                 stamp, text_only_items, user_states)
+from lakerec.text.embeddings import load_item_embeddings
 
 OPTIONS = [
     JobOption("--model-version", "score.model_version", "Registered model version to score with.", metavar="N"),
@@ -30,13 +32,17 @@ def run(ctx: StageContext) -> StageResult:
 
     events = lake.read(T.SILVER_EVENTS, conf.silver_version)
     check_events(events)
-    item_ids = meta["item_ids"]
+    model_items = meta["item_ids"]
+    embeddings = (load_item_embeddings(lake, model.config.text_encoder).toPandas()
+                  if model.config.text_dim and lake.exists(T.SILVER_ITEM_EMBEDDINGS) else None)
+    new_items, text_only = text_only_items(model, embeddings, model_items)  # a text-aware model scores new items
+    item_ids = model_items + new_items
     allowed = lake.read(conf.candidates.table) if conf.candidates.table else None
     catalog = lake.read(T.SILVER_ITEMS) if conf.candidates.categories else None
     idx = candidate_items(item_ids, conf.candidates, allowed, catalog)
     candidates = Candidates(idx, popularity(events, item_ids, conf.fallback_days)[idx])
 
-    users = user_states(events, item_ids, model.config.max_len, conf.exclude_event_types).persist()
+    users = user_states(events, item_ids, model.config.max_len, conf.exclude_event_types, len(model_items)).persist()
     try:
         counts = users.agg(F.count(F.lit(1)).alias("users"),
                            F.sum((F.array_max(T.SCORE_INPUT) == 0).cast("long")).alias("cold")).first()
@@ -47,7 +53,7 @@ def run(ctx: StageContext) -> StageResult:
         if n_cold == n_users:
             raise ScoringInputError(f"none of the {n_users} users has an item the model knows: model {name}/{version} "
                                     "and silver.events disagree on item ids (another catalog, or ids cased differently)")
-        topn = stamp(score_users(ctx.spark, users, model, item_ids, candidates, conf),
+        topn = stamp(score_users(ctx.spark, users, model, item_ids, candidates, conf, text_only),
                      name, version, ctx.run_id, lake.reads[T.SILVER_EVENTS])
         written = lake.write(T.GOLD_TOPN, topn, mode="overwrite",
                              metadata={"model": f"{name}/{version}", "silver_version": str(lake.reads[T.SILVER_EVENTS])})
@@ -56,7 +62,8 @@ def run(ctx: StageContext) -> StageResult:
     vacuumed = lake.vacuum(T.GOLD_TOPN, conf.retention_hours)
     rows = lake.read(T.GOLD_TOPN, written).count()
     return StageResult(metrics={"users_scored": n_users, "users_cold": n_cold, "rows": rows,
-                                "candidates": int(candidates.item_idx.size), "files_vacuumed": len(vacuumed)})
+                                "candidates": int(candidates.item_idx.size), "candidates_text_only": len(new_items),
+                                "files_vacuumed": len(vacuumed)})
 
 
 main = job_main("score", run, __doc__, options=OPTIONS)

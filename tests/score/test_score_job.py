@@ -172,3 +172,37 @@ def test_a_model_that_knows_none_of_the_items_is_refused(spark, lake_and_model):
     with pytest.raises(ScoringInputError, match="disagree on item ids"):
         _score(cfg, spark)
     assert not lake.exists(T.GOLD_TOPN)
+
+
+def test_a_text_aware_model_recommends_new_catalog_items_with_reasons(spark, make_cfg):
+    """An item added to the catalog after training (only its text embedding exists) can reach gold.topn."""
+    from datetime import datetime
+
+    from lakerec.text.embeddings import EMBEDDING_SCHEMA
+
+    with own_mlflow_store():
+        cfg = make_cfg("score.top_n=4")
+        lake = Lake(cfg.lake.root, spark)
+        histories = sequential_histories(N_USERS, N_ITEMS, 6, seed=1)
+        write_silver(spark, lake, event_rows(histories), ITEM_IDS)
+        torch.manual_seed(0)
+        text = torch.nn.functional.normalize(torch.randn(N_ITEMS + 2, 8), dim=1)  # the last row: the new item
+        model = SASRec(SASRecConfig(n_items=N_ITEMS, max_len=cfg.sequences.max_len, dim=8, layers=1, heads=1,
+                                    text_dim=8, text_encoder="enc"))
+        model.set_item_text(text[: N_ITEMS + 1])
+        with tracking.stage_run(cfg, "train"):
+            log_model(model.eval(), ITEM_IDS, cfg.mlflow.registered_model)
+        now = datetime(2026, 11, 2)
+        rows = [(item, "enc", f"h{k}", 8, text[k + 1].tolist(), now) for k, item in enumerate(ITEM_IDS)]
+        rows.append(("brand-new", "enc", "hn", 8, text[N_ITEMS + 1].tolist(), now))
+        lake.write(T.SILVER_ITEM_EMBEDDINGS, spark.createDataFrame(rows, EMBEDDING_SCHEMA))
+        # only the new item and three old ones are candidates, so the new one must appear for every user
+        blocked = [i for i in ITEM_IDS if i not in ("i000", "i001", "i002")]
+        cfg = cfg.model_copy(update={"score": cfg.score.model_copy(
+            update={"exclude_event_types": [], "candidates": cfg.score.candidates.model_copy(update={"exclude_items": blocked})})})
+        result = run_stage("score", score_job.run, cfg, spark)
+        topn = lake.read(T.GOLD_TOPN).toPandas()
+    assert result.metrics["candidates_text_only"] == 1 and result.metrics["candidates"] == 4
+    new = topn[topn[T.ITEM_ID] == "brand-new"]
+    assert len(new) == N_USERS and (new[T.REASON_KIND] == REASON_HISTORY).all()
+    assert all(row[T.REASON_ITEM_ID] in histories[row[T.USER_ID]] for _, row in new.iterrows())

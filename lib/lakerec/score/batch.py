@@ -33,6 +33,7 @@ from lakerec.config import CandidatesConf, ScoreConf
 from lakerec.data.sequences import left_pad, order_keys
 from lakerec.models import build_model
 from lakerec.models.base import PAD, ModelConfig, SequenceEncoder
+from lakerec.text.embeddings import cold_item_vectors
 
 EXCLUDE = "exclude"  # user_states column: the model item_idx the user is not recommended again
 AVAILABLE = "available"  # optional boolean column of a candidates table
@@ -68,11 +69,13 @@ def check_events(events: DataFrame) -> None:
         raise ScoringInputError(f"silver.events lacks {missing}: it does not follow the schema scoring reads")
 
 
-def user_states(events: DataFrame, item_ids: list[str], max_len: int,
-                exclude_event_types: list[str] | None) -> DataFrame:
+def user_states(events: DataFrame, item_ids: list[str], max_len: int, exclude_event_types: list[str] | None,
+                model_items: int | None = None) -> DataFrame:
     """silver.events -> one row per user: score_input (the newest max_len items the model knows, left-padded, in
     the sequences stage's order) and exclude (distinct item_idx of the user's events of the excluded types; None:
-    every type). A user none of whose items the model knows has an all-padding input: a cold user."""
+    every type). item_ids: the model's items, then any text-only items (idx > model_items), which can be
+    excluded but never enter the model's input. A user with no item the model knows is cold: all padding."""
+    model_items = len(item_ids) if model_items is None else model_items
     index = events.sparkSession.createDataFrame(
         [(i + 1, item) for i, item in enumerate(item_ids)], f"{T.ITEM_IDX} int, {T.ITEM_ID} string")
     keys = order_keys(events)
@@ -82,10 +85,20 @@ def user_states(events: DataFrame, item_ids: list[str], max_len: int,
                .join(F.broadcast(index), T.ITEM_ID, "left")
                .groupBy(T.USER_ID)
                .agg(F.sort_array(F.collect_list(F.struct(*keys, known.alias(T.ITEM_IDX), "_x"))).alias("_e")))
-    items = F.filter(F.transform("_e", lambda e: e[T.ITEM_IDX]), lambda i: i > 0)
+    items = F.filter(F.transform("_e", lambda e: e[T.ITEM_IDX]), lambda i: (i > 0) & (i <= model_items))
     exclude = F.filter(F.transform("_e", lambda e: F.when(e["_x"], e[T.ITEM_IDX]).otherwise(0)), lambda i: i > 0)
     return grouped.select(T.USER_ID, left_pad(items, max_len).cast("array<int>").alias(T.SCORE_INPUT),
                           F.array_distinct(exclude).cast("array<int>").alias(EXCLUDE))
+
+
+def text_only_items(model: SequenceEncoder, embeddings: pd.DataFrame | None,
+                    item_ids: list[str]) -> tuple[list[str], np.ndarray]:
+    """Catalog items outside the model's index that a text-aware model scores from their text alone (new items,
+    never interacted with in training): (item ids, [N, d] vectors). None for an ID-only model or no embeddings."""
+    if not model.config.text_dim or embeddings is None:
+        return [], np.zeros((0, model.config.dim), dtype=np.float32)
+    ids, vectors = cold_item_vectors(model, embeddings, item_ids)
+    return list(ids), vectors.numpy().astype(np.float32)
 
 
 def candidate_items(item_ids: list[str], conf: CandidatesConf, allowed: DataFrame | None = None,
@@ -131,8 +144,10 @@ def popularity(events: DataFrame, item_ids: list[str], days: int) -> np.ndarray:
 
 
 def score_users(spark: SparkSession, users: DataFrame, model: SequenceEncoder, item_ids: list[str],
-                candidates: Candidates, conf: ScoreConf) -> DataFrame:
-    """users (user_id, score_input, exclude) -> TOPN_SCHEMA rows, exactly score.top_n per user."""
+                candidates: Candidates, conf: ScoreConf, text_only: np.ndarray | None = None) -> DataFrame:
+    """users (user_id, score_input, exclude) -> TOPN_SCHEMA rows, exactly score.top_n per user.
+
+    item_ids: the model's items, then the text-only items whose vectors `text_only` [N, d] holds, in that order."""
     if candidates.item_idx.size < conf.top_n:
         raise ScoringInputError(f"{candidates.item_idx.size} candidate items, fewer than score.top_n = {conf.top_n}: "
                                 "every user must get top_n rows; widen score.candidates or lower top_n")
@@ -140,7 +155,7 @@ def score_users(spark: SparkSession, users: DataFrame, model: SequenceEncoder, i
     torch.save(model.state_dict(), buffer)
     # weights + config, rebuilt from library code on the executors (no pickled module travels)
     payload = spark.sparkContext.broadcast((model.config.to_dict(), buffer.getvalue(), list(item_ids),
-                                            candidates.item_idx, candidates.popularity))
+                                            candidates.item_idx, candidates.popularity, text_only))
     top_n, batch_size = conf.top_n, conf.batch_size
 
     def score_partition(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
@@ -156,12 +171,14 @@ class _Scorer:
     """Lives in a Spark task: the model, the candidate matrix and the fallback, built once per partition."""
 
     def __init__(self, config: dict, weights: bytes, item_ids: list[str], candidate_idx: np.ndarray,
-                 fallback: np.ndarray):
+                 fallback: np.ndarray, text_only: np.ndarray | None):
         self.net = build_model(ModelConfig.from_dict(config))
         self.net.load_state_dict(torch.load(io.BytesIO(weights), weights_only=True))
         self.net.eval()
         with torch.inference_mode():
-            self.items = self.net.item_vectors().clone()  # [n_items + 1, d], row = item_idx
+            self.items = self.net.item_vectors().clone()  # [n_items + 1 (+ text-only items), d], row = item_idx
+        if text_only is not None and len(text_only):
+            self.items = torch.cat([self.items, torch.as_tensor(text_only)])
         self.candidates_t = self.items[torch.as_tensor(candidate_idx)].T.contiguous()  # [d, C]
         self.position = np.full(len(item_ids) + 1, -1, dtype=np.int64)  # item_idx -> column among candidates
         self.position[candidate_idx] = np.arange(candidate_idx.size)
