@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -16,6 +17,22 @@ from lakerec.config import Config
 
 PIPELINE_RUN_TAG = "lakerec.pipeline_run_id"
 STAGE_TAG = "lakerec.stage"
+GIT_COMMIT_TAG = "lakerec.git_commit"
+GIT_COMMIT_ENV = "LAKEREC_GIT_COMMIT"  # set where the code runs from a wheel or zip, with no checkout to ask
+
+
+def git_commit() -> str:
+    """The commit of the code that runs: LAKEREC_GIT_COMMIT, else the checkout lakerec is imported from, else
+    "unknown" (a wheel on a cluster). MLflow's own mlflow.source.git.commit names the entry script's repo, which
+    under pytest, notebooks or spark-submit is not ours."""
+    if os.environ.get(GIT_COMMIT_ENV):
+        return os.environ[GIT_COMMIT_ENV]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
 def setup(cfg: Config) -> str:
@@ -43,7 +60,7 @@ def stage_run(cfg: Config, stage: str, parent_run_id: str | None = None,
               pipeline_run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
     """A run for one stage; FAILED (not left RUNNING) when the stage raises."""
     experiment_id = setup(cfg)
-    tags = {STAGE_TAG: stage, "lakerec.profile": cfg.profile}
+    tags = {STAGE_TAG: stage, "lakerec.profile": cfg.profile, GIT_COMMIT_TAG: git_commit()}
     if pipeline_run_id:
         tags[PIPELINE_RUN_TAG] = pipeline_run_id
     with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags,

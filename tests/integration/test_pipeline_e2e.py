@@ -1,6 +1,7 @@
 """The whole pipeline on tiny demo data, through the real CLI, real Spark, Delta, Horovod ranks and MLflow."""
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import mlflow
@@ -73,6 +74,8 @@ def test_mlflow_has_a_parent_run_and_a_child_per_stage_with_lineage(pipeline_run
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id}
     assert set(children) == {s.name for s in load_pipeline().stages}
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True)
+    assert {r.data.tags["lakerec.git_commit"] for r in children.values()} == {head.stdout.strip() or "unknown"}
     assert children["score"].data.params[f"wrote.{T.GOLD_TOPN}"] == str(Lake(str(root), spark).version(T.GOLD_TOPN))
     assert children["silver"].data.params[f"read.{T.BRONZE_EVENTS}"] == "0"
     assert f"read.{T.SILVER_SEQUENCES}" in children["train"].data.params
