@@ -57,7 +57,8 @@ class ScoringInputError(ValueError):
 
 @dataclass(frozen=True)
 class Candidates:
-    """What may be recommended, as model item_idx (sorted), and the cold users' fallback score of each."""
+    """What may be recommended, as item_idx (sorted; past the model's items: text-only items), and the cold users'
+    fallback score of each."""
 
     item_idx: np.ndarray  # int64
     popularity: np.ndarray  # float32, aligned with item_idx
@@ -103,7 +104,7 @@ def text_only_items(model: SequenceEncoder, embeddings: pd.DataFrame | None,
 
 def candidate_items(item_ids: list[str], conf: CandidatesConf, allowed: DataFrame | None = None,
                     catalog: DataFrame | None = None) -> np.ndarray:
-    """Model item_idx that may be recommended: the model's items, only those in `allowed` (a candidates table,
+    """item_idx that may be recommended: the items of item_ids, only those in `allowed` (a candidates table,
     rows with available = false dropped) and in `catalog` items of conf.categories, minus conf.exclude_items."""
     keep = set(item_ids)
     if allowed is not None:
