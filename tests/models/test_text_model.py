@@ -72,6 +72,26 @@ def test_an_item_without_id_history_is_scored_from_its_text(name, fusion):
     assert (scores[rows, same_cold] > scores[rows, other_cold]).float().mean() > 0.9
 
 
+def test_an_item_without_its_id_gets_its_whole_projected_text_not_a_gated_half():
+    """The gate mixes two halves; with the ID missing (no history, or dropped in training) there is nothing to mix,
+    and a gated text vector would be shrunk below the warm items' scale (the cold slice then never ranks)."""
+    torch.manual_seed(0)
+    model = build_model(config("sasrec", "gate"))
+    with torch.no_grad():
+        model.gate.bias.fill_(3.0)  # a gate leaning on IDs: sigmoid(3) = 0.95 of the ID, 0.05 of the text
+        known = torch.ones(N_ITEMS + 1, dtype=torch.bool)
+        known[COLD] = False
+        model.set_item_text(group_text(), known)
+        text = model.text_proj(model.text_emb)
+        vectors = model.eval().item_vectors()
+        assert torch.allclose(vectors[COLD], text[COLD], atol=1e-6)
+        warm = [i for i in range(1, N_ITEMS + 1) if i not in COLD]
+        assert not torch.allclose(vectors[warm], text[warm], atol=1e-3)  # warm items keep their gated ID
+        model.train()
+        dropped = (model.item_vectors() - text).abs().sum(-1) < 1e-6  # id_dropout 0.3: about 6 of 20 items
+        assert dropped[COLD].all() and 0 < int(dropped[warm].sum()) < len(warm)
+
+
 def test_text_only_vectors_for_new_items_and_id_only_models_refuse():
     model = trained()
     new_items = group_text(seed=5)[[1, 2]]  # two items outside the model's index

@@ -8,8 +8,9 @@ targets)` -> (hidden [N, d], target item_idx [N]) for the positions a loss is co
 Text-aware items (`text_dim` > 0): an item's vector fuses its ID embedding with a projection of its pretrained
 text embedding (`gate`: a learned per-dimension sigmoid mix; `sum`). The text embeddings of the catalog and the
 mask of items that had ID history in training are buffers, so they travel with the weights into the registry
-and to the scorers. Items without ID history are represented by their text alone, and in training a share
-`id_dropout` of ID embeddings is zeroed, so the model learns to rank from text as well.
+and to the scorers. Items without ID history are represented by their projected text alone (the gate is not
+applied: gating a missing ID would shrink a new item's vector and bury it under warm items), and in training a
+share `id_dropout` of ID embeddings is dropped the same way, so the model learns to rank from text as well.
 `item_vectors_from_text(text_emb)` gives the vector of an item outside the model's index (a new catalog item).
 """
 from __future__ import annotations
@@ -140,10 +141,12 @@ class SequenceEncoder(nn.Module):
         keep = self.id_known[ids] > 0
         if self.training and self.config.id_dropout > 0:
             keep = keep & (torch.rand(ids.shape, device=ids.device) >= self.config.id_dropout)
-        fused = self._fuse(ids_emb * keep.unsqueeze(-1), self.text_proj(self.text_emb[ids]))
+        text = self.text_proj(self.text_emb[ids])
+        fused = torch.where(keep.unsqueeze(-1), self._fuse(ids_emb, text), text)
         return fused * (ids != PAD).unsqueeze(-1)
 
     def _fuse(self, ids_emb: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """An item with both halves: the sum, or the gated mix."""
         if self.config.text_fusion == "sum":
             return ids_emb + text
         g = torch.sigmoid(self.gate(torch.cat([ids_emb, text], dim=-1)))
@@ -157,8 +160,7 @@ class SequenceEncoder(nn.Module):
             raise ValueError("an ID-only model cannot score items from text: train with train.text.enabled")
         if text_emb.ndim != 2 or text_emb.shape[1] != self.config.text_dim:
             raise ValueError(f"expected [N, {self.config.text_dim}] text embeddings, got {tuple(text_emb.shape)}")
-        text = self.text_proj(text_emb.to(self.text_proj.weight))
-        return self._fuse(torch.zeros_like(text), text)
+        return self.text_proj(text_emb.to(self.text_proj.weight))
 
     def excluded_from_training(self) -> torch.Tensor | None:
         """[n_items + 1] bool: items the training loss must not use as negatives (text-aware: those without ID
