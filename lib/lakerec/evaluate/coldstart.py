@@ -17,7 +17,7 @@ import torch
 
 from lakerec.evaluate.metrics import (ALL, COLD, HEAD, TAIL, TIDY_COLUMNS, ScoreFn, ranking_metrics, score_users,
                                       popularity_slices, split_data, split_popularity)
-from lakerec.evaluate.report import _bars
+from lakerec.evaluate.report import bar_chart
 from lakerec.models.base import PAD
 
 WARM = "warm"
@@ -85,7 +85,7 @@ def log_comparison(tables: Mapping[str, pd.DataFrame], metric: str = "ndcg_10") 
                         f"{ARTIFACTS}/{protocol}_table.md")
         by_slice = table[table["metric"] == metric].pivot(index="slice", columns="model", values="value")
         by_slice = by_slice.loc[[s for s in SLICES if s in by_slice.index], list(dict.fromkeys(table["model"]))]
-        mlflow.log_figure(_bars(by_slice, f"{metric} by slice, holdout protocol {protocol}", metric),
+        mlflow.log_figure(bar_chart(by_slice, f"{metric} by slice, holdout protocol {protocol}", metric),
                           f"{ARTIFACTS}/{protocol}_{metric}_by_slice.png")
 
 

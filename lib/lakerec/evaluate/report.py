@@ -25,7 +25,7 @@ def metric_names(table: pd.DataFrame, split: str) -> dict[str, float]:
     return out
 
 
-def _bars(frame: pd.DataFrame, title: str, ylabel: str) -> Figure:
+def bar_chart(frame: pd.DataFrame, title: str, ylabel: str) -> Figure:
     """Grouped bars: one group per index label, one bar per column."""
     fig = Figure(figsize=(max(6.0, 1.2 * len(frame.index) * max(1, len(frame.columns)) / 3), 4), layout="constrained")
     ax = fig.subplots()
@@ -45,14 +45,14 @@ def slice_figure(table: pd.DataFrame, metric: str = "ndcg_10") -> Figure:
     rows = table[table["metric"] == metric]
     frame = rows.pivot(index="slice", columns="model", values="value")
     order = [ALL] + sorted(s for s in frame.index if s != ALL)
-    return _bars(frame.loc[order, list(dict.fromkeys(rows["model"]))], f"{metric} by slice", metric)
+    return bar_chart(frame.loc[order, list(dict.fromkeys(rows["model"]))], f"{metric} by slice", metric)
 
 
 def comparison_figure(table: pd.DataFrame) -> Figure:
     """HR, NDCG and MRR at every k over all users: the model beside the baselines."""
     rows = table[(table["slice"] == ALL) & table["metric"].str.match(r"^(hr|ndcg|mrr)_\d+$")]
     frame = rows.pivot(index="metric", columns="model", values="value")
-    return _bars(frame.loc[list(dict.fromkeys(rows["metric"])), list(dict.fromkeys(rows["model"]))],
+    return bar_chart(frame.loc[list(dict.fromkeys(rows["metric"])), list(dict.fromkeys(rows["model"]))],
                  "model vs baselines (all users)", "value")
 
 
