@@ -10,6 +10,7 @@ from pyspark.sql import functions as F
 from jobs.common import JobOption, job_main
 from lakerec import tables as T
 from lakerec.context import StageContext, StageResult
+from lakerec.data.sequences import order_keys
 from lakerec.models.registry import load_model, resolve_version
 from lakerec.score.batch import (Candidates, ScoringInputError, candidate_items, check_events, popularity, score_users,
                                  stamp, text_only_items, user_states)
@@ -40,10 +41,12 @@ def run(ctx: StageContext) -> StageResult:
     allowed = lake.read(conf.candidates.table) if conf.candidates.table else None
     catalog = lake.read(T.SILVER_ITEMS) if conf.candidates.categories else None
     idx = candidate_items(item_ids, conf.candidates, allowed, catalog)
-    candidates = Candidates(idx, popularity(events, item_ids, conf.fallback_days)[idx])
 
+    # popularity (newest ts, then counts per item) and user_states each scan the events: read them once
+    events = events.select(T.USER_ID, T.ITEM_ID, T.EVENT_TYPE, *order_keys(events)).persist()
     users = user_states(events, item_ids, model.config.max_len, conf.exclude_event_types, len(model_items)).persist()
     try:
+        candidates = Candidates(idx, popularity(events, item_ids, conf.fallback_days)[idx])
         counts = users.agg(F.count(F.lit(1)).alias("users"),
                            F.sum((F.array_max(T.SCORE_INPUT) == 0).cast("long")).alias("cold")).first()
         n_users, n_cold = int(counts["users"]), int(counts["cold"] or 0)
@@ -59,6 +62,7 @@ def run(ctx: StageContext) -> StageResult:
                              metadata={"model": f"{name}/{version}", "silver_version": str(lake.reads[T.SILVER_EVENTS])})
     finally:
         users.unpersist()
+        events.unpersist()
     vacuumed = lake.vacuum(T.GOLD_TOPN, conf.retention_hours)
     rows = lake.read(T.GOLD_TOPN, written).count()
     return StageResult(metrics={"users_scored": n_users, "users_cold": n_cold, "rows": rows,
