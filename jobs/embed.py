@@ -3,6 +3,8 @@ the items whose text is new or changed since the last run; reports texts/s. Noth
 import logging
 import time
 
+from pyspark.sql import functions as F
+
 from jobs.common import job_main
 from lakerec import tables as T
 from lakerec.context import StageContext, StageResult
@@ -20,12 +22,12 @@ def run(ctx: StageContext) -> StageResult:
     todo, keep = texts_to_embed(items, existing, conf.encoder)
     todo, keep = todo.persist(), keep.persist()
     try:
-        n_items, n_todo, n_keep = items.count(), todo.count(), keep.count()
-        n_before = existing.count() if existing is not None else 0
-        removed = n_before - n_keep - (0 if existing is None else
-                                       existing.where(f"{T.ENCODER} != '{_quoted(conf.encoder)}'").count())
+        # keep also holds other encoders' rows, which this run neither reuses nor removes
+        n_items, n_todo, n_keep = items.count(), todo.count(), keep.where(F.col(T.ENCODER) == conf.encoder).count()
+        removed = 0 if existing is None else (existing.where(F.col(T.ENCODER) == conf.encoder)
+                                              .join(items.select(T.ITEM_ID), T.ITEM_ID, "left_anti").count())
         metrics = {"items": n_items, "embedded": n_todo, "reused": n_keep, "texts_per_s": 0.0, "embed_seconds": 0.0}
-        if n_todo == 0 and removed <= 0:
+        if n_todo == 0 and removed == 0:
             log.info("[embed] %d items, all embedded already by %s: nothing to do", n_items, conf.encoder)
             return StageResult(metrics={**metrics, "removed": 0})
         start = time.perf_counter()
@@ -38,15 +40,10 @@ def run(ctx: StageContext) -> StageResult:
         lake.write(T.SILVER_ITEM_EMBEDDINGS, fresh.unionByName(keep), mode="overwrite",
                    metadata={T.ENCODER: conf.encoder, "embedded": str(n_todo), "reused": str(n_keep)})
         fresh.unpersist()
-        return StageResult(metrics={**metrics, "texts_per_s": rate, "embed_seconds": seconds,
-                                    "removed": max(removed, 0)})
+        return StageResult(metrics={**metrics, "texts_per_s": rate, "embed_seconds": seconds, "removed": removed})
     finally:
         todo.unpersist()
         keep.unpersist()
-
-
-def _quoted(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
 main = job_main("embed", run, __doc__)

@@ -92,3 +92,27 @@ def test_an_encoder_that_is_no_local_folder_is_refused(catalog_cfg, spark):
 
     with pytest.raises(EncoderError, match="local model folder"):
         resolve("intfloat/e5-large-v2")
+
+
+def test_another_encoders_rows_neither_count_as_reused_nor_hide_a_removed_item(catalog_cfg, spark):
+    """Two encoders in one table (the packaged model under its folder name is a second encoder string): a run
+    of one reuses and removes only its own rows; an item gone from the catalog leaves its rows, the other
+    encoder's stay as they are."""
+    from lakerec.text.encoder import packaged_model_dir
+
+    cfg, folder = catalog_cfg
+    other = cfg.model_copy(update={"text": cfg.text.model_copy(update={"encoder": str(packaged_model_dir())})})
+    lake = Lake(cfg.lake.root, spark)
+    run_job(jobs.items, cfg, spark, lake)
+    run_job(jobs.embed, cfg, spark, lake)
+    assert run_job(jobs.embed, other, spark, lake).metrics["embedded"] == 3
+    again = run_job(jobs.embed, cfg, spark, lake).metrics
+    assert (again["embedded"], again["reused"], again["removed"]) == (0, 3, 0)
+
+    write_catalog(folder / "items.jsonl", CATALOG[:2])
+    run_job(jobs.items, cfg, spark, lake)
+    m = run_job(jobs.embed, cfg, spark, lake).metrics
+    assert (m["embedded"], m["reused"], m["removed"]) == (0, 2, 1)
+    rows = lake.read(T.SILVER_ITEM_EMBEDDINGS).collect()
+    assert sorted(r.item_id for r in rows if r.encoder == cfg.text.encoder) == ["a", "b"]
+    assert sorted(r.item_id for r in rows if r.encoder == other.text.encoder) == ["a", "b", "c"]
