@@ -205,7 +205,7 @@ class TextModelConf(_Strict):
 
     enabled: bool = False   # false: the ID-only model
     fusion: Literal["gate", "sum"] = "gate"
-    id_dropout: float = Field(0.3, ge=0, lt=1)  # share of ID embeddings zeroed in training: learn to lean on text
+    id_dropout: float = Field(0.3, ge=0, lt=1)  # items whose ID is dropped per step (text alone)
 
 
 class TextConf(_Strict):

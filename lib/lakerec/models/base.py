@@ -41,7 +41,7 @@ class ModelConfig:
     mask_prob: float = 0.2  # BERT4Rec: share of positions masked in training
     text_dim: int = 0  # > 0: text-aware items over text embeddings of this size (0: ID-only)
     text_fusion: Literal["gate", "sum"] = "gate"
-    id_dropout: float = 0.0  # text-aware: share of ID embeddings zeroed per training step
+    id_dropout: float = 0.0  # text-aware: share of items whose ID is dropped per training step (text alone)
     text_encoder: str | None = None  # the encoder whose silver.item_embeddings rows the text came from
 
     def __post_init__(self) -> None:
