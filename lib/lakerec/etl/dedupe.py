@@ -55,14 +55,9 @@ def mark_dedupe(marked: DataFrame, retry_window_seconds: int, published_batches:
     return df.withColumn(T.REASON, F.when(dead, F.col(T.REASON)).when(retry, CLIENT_RETRY))
 
 
-def published_elsewhere(events: DataFrame, published_ids: DataFrame) -> Split:
-    """Events whose event_id silver already holds outside the days being recomputed (a re-delivery whose clock
-    moved it to another day): dropped as duplicate_across_batches, checked against silver itself."""
-    return split(mark_published_elsewhere(events.withColumn(T.REASON, F.lit(None).cast("string")), published_ids))
-
-
 def mark_published_elsewhere(marked: DataFrame, published_ids: DataFrame) -> DataFrame:
-    """`published_elsewhere` as one frame: rows still kept whose event_id silver holds get its reason."""
+    """Rows still kept whose event_id silver already holds outside the days being recomputed (a re-delivery
+    whose clock moved it to another day) get reason duplicate_across_batches: checked against silver itself."""
     seen = published_ids.select(T.EVENT_ID).distinct().withColumn("_published", F.lit(True))
     joined = marked.join(seen, T.EVENT_ID, "left")
     reason = F.when(F.col(T.REASON).isNotNull(), F.col(T.REASON)).when(F.col("_published"), DUPLICATE_ACROSS_BATCHES)
