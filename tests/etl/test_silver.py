@@ -1,6 +1,7 @@
 """Silver: clean, dedupe and sessionize on tiny hand-made frames, and the accounting on the demo lake."""
 import hashlib
 import hmac
+import unicodedata
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
@@ -9,7 +10,7 @@ from pyspark.sql import functions as F
 import jobs.silver
 
 from lakerec import tables as T
-from lakerec.etl.clean import clean, content_hash, normalise
+from lakerec.etl.clean import clean, content_hash, nfc, normalise
 from lakerec.etl.dedupe import dedupe
 from lakerec.etl.ingest import BRONZE_EVENT_COLUMNS as INGEST_COLUMNS
 from lakerec.config import ConfigError, load_config
@@ -78,6 +79,14 @@ def test_clean_normalises_and_drops_impossible_times_and_bots(spark, tmp_path):
     nfc = split.kept.where(F.col(T.EVENT_ID) == "nfc").first()
     assert (nfc.user_id, nfc.item_id, nfc.event_type) == ("jos\u00e9", "i-9", "view")
     assert split.kept.count() + split.dropped.count() == df.count()
+
+
+def test_nfc_in_the_jvm_equals_pythons_unicodedata(spark):
+    texts = ["jose\u0301", "abc", "", "\u212b", "e\u0301\u0327", "\U0001f600x", "\ufb01", "\u1100\u1161",
+             "A\u030a\u0301 mixed \u00e9 and e\u0301", "\u0958"]  # \u0958: excluded from composition
+    df = spark.createDataFrame([(t,) for t in texts] + [(None,)], "s string")
+    got = [r[0] for r in df.select(nfc(F.col("s"))).collect()]
+    assert got == [unicodedata.normalize("NFC", t) for t in texts] + [None]
 
 
 def test_events_without_id_get_the_same_content_hash(spark, tmp_path):

@@ -7,10 +7,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import NamedTuple
 
-import pandas as pd
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType, StructField, StructType
 
 from lakerec import tables as T
 from lakerec.config import EtlConf
@@ -53,8 +51,7 @@ def normalise(events: DataFrame, etl: EtlConf, key: bytes | None = None) -> Data
     mapped through etl.event_type_map; user ids replaced by their HMAC when a key is given; an event_id for
     every row (a content hash when none came, taken after pseudonymising so it does not carry the raw id)."""
     ids = (T.EVENT_ID, T.USER_ID, T.ITEM_ID)
-    trimmed = events.select(*(F.trim(c).alias(c) if c in ids else F.col(c) for c in events.columns))
-    df = _nfc_ids(trimmed, ids)
+    df = events.select(*(nfc(F.trim(c)).alias(c) if c in ids else F.col(c) for c in events.columns))
     df = df.select(*(F.lower(c).alias(c) if c in etl.lowercase_ids else F.col(c) for c in df.columns))
     event_type = F.lower(F.trim(T.EVENT_TYPE))
     if etl.event_type_map:
@@ -68,22 +65,13 @@ def normalise(events: DataFrame, etl: EtlConf, key: bytes | None = None) -> Data
     return df.withColumn(T.EVENT_ID, F.coalesce(given, content_hash()))
 
 
-def _nfc_ids(df: DataFrame, ids: tuple[str, ...]) -> DataFrame:
-    """NFC-normalised ids. ASCII text is already NFC, so only rows with other characters go through Python
-    (Spark SQL has no Unicode normaliser); the rest never leave the JVM."""
-    ascii_only = F.lit(True)
-    for c in ids:
-        ascii_only = ascii_only & F.coalesce(~F.col(c).rlike("[^\\x00-\\x7F]"), F.lit(True))
-    other = df.where(~ascii_only).withColumn("_ids", _nfc(*ids)).select(
-        *(F.col(f"_ids.{c}").alias(c) if c in ids else F.col(c) for c in df.columns))
-    return df.where(ascii_only).unionByName(other)
-
-
-@F.pandas_udf(StructType([StructField(c, StringType()) for c in (T.EVENT_ID, T.USER_ID, T.ITEM_ID)]))
-def _nfc(event_id: pd.Series, user_id: pd.Series, item_id: pd.Series) -> pd.DataFrame:
-    """Unicode NFC of the three ids in one Arrow round trip."""
-    return pd.DataFrame({T.EVENT_ID: event_id.str.normalize("NFC"), T.USER_ID: user_id.str.normalize("NFC"),
-                         T.ITEM_ID: item_id.str.normalize("NFC")})
+def nfc(c: Column) -> Column:
+    """Unicode NFC of a string column, in the JVM: ICU4J (which Spark 4 ships for collations) composes the
+    strings that are not plain ASCII (ASCII is already NFC, and length == bytes finds it without a regex).
+    Spark SQL has no normaliser of its own; a Python UDF would ship every row to a Python worker."""
+    plain = c.isNull() | (F.length(c) == F.octet_length(c))
+    return F.when(plain, c).otherwise(F.call_function("java_method", F.lit("com.ibm.icu.text.Normalizer"),
+                                                        F.lit("compose"), c, F.lit(False)))
 
 
 def content_hash() -> Column:
