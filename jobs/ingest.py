@@ -13,8 +13,8 @@ from lakerec import tables as T
 from lakerec.config import CONTRACT_EVENT_FIELDS
 from lakerec.context import StageContext, StageResult
 from lakerec.etl.ingest import (
-    REASONS, SOURCE_EVENTS, bronze_events, check_accounting, commit_metadata, ingested_files, quarantine_rows,
-    rows_of_files, validate_events,
+    REASONS, SOURCE_EVENTS, bronze_events, check_accounting, commit_metadata, count_by_reason, ingested_files,
+    quarantine_rows, rows_of_files, slim_raw, validate_events,
 )
 from lakerec.etl.sources import (
     REC, add_source_lines, batch_id_of, events_input_path, line_offsets, list_input_files, read_source,
@@ -40,14 +40,16 @@ def run(ctx: StageContext) -> StageResult:
     # the same files give the same batch id, so the rerun of a killed batch writes under the id it started with
     batch_id, ingested_at = batch_id_of(ctx.spark, new), datetime.now(timezone.utc)
     log.info("ingest: %d new file(s) of %d, batch %s", len(new), len(listed), batch_id)
-    # No cache of the parsed rows (building it costs more than parsing again): one pass over the raw lines
-    # counts them and numbers them, one parses the bad rows (kept: few) and one parses and writes the good ones.
+    # One pass over the raw lines (nothing parsed) counts and numbers them; one parse validates every row, cached
+    # with the raw text kept for the bad rows only (the few quarantine needs): the counts, the quarantine and
+    # bronze then read the cache, not the raw files again.
     offsets, rows_read = line_offsets(ctx.spark, new, source)
     raw = read_source(ctx.spark, new, source, wanted_columns(source, CONTRACT_EVENT_FIELDS))
-    numbered = add_source_lines(validate_events(raw, source, cfg.etl, ingested_at).drop(REC), offsets)
-    quarantined = quarantine_rows(numbered, SOURCE_EVENTS, batch_id, ingested_at).persist()
+    validated = validate_events(raw, source, cfg.etl, ingested_at).drop(REC)
+    numbered = add_source_lines(slim_raw(validated), offsets).persist()
+    quarantined = quarantine_rows(numbered, SOURCE_EVENTS, batch_id, ingested_at)
     try:
-        counts = {r[T.REASON]: r["count"] for r in quarantined.groupBy(T.REASON).count().collect()}
+        _, _, counts = count_by_reason(numbered)
         rows_quarantined = sum(counts.values())
         summary = {"rows_read": rows_read, "rows_bronze": rows_read - rows_quarantined,
                    "rows_quarantined": rows_quarantined, **{f"quarantined.{reason}": n for reason, n in counts.items()}}
@@ -63,7 +65,7 @@ def run(ctx: StageContext) -> StageResult:
         lake.write(T.BRONZE_EVENTS, bronze_events(numbered, batch_id, ingested_at), mode="append",
                    metadata=commit_metadata(SOURCE_EVENTS, batch_id, new, summary))
     finally:
-        quarantined.unpersist()
+        numbered.unpersist()
     check_accounting("ingest", rows_read, {
         T.BRONZE_EVENTS: rows_of_files(lake, T.BRONZE_EVENTS, new),
         T.BRONZE_QUARANTINE: rows_of_files(lake, T.BRONZE_QUARANTINE, new, SOURCE_EVENTS),

@@ -113,6 +113,12 @@ def validate_events(raw: DataFrame, source: SourceConf, etl: EtlConf, ingested_a
     return fenced(df.withColumn(T.REASON, reason))  # filters on reason must not re-parse every row
 
 
+def slim_raw(validated: DataFrame) -> DataFrame:
+    """The raw text only where quarantine needs it (the row is invalid): a cache of the validated rows then holds
+    about what bronze holds, not every line twice."""
+    return validated.withColumn(T.RAW, F.when(F.col(T.REASON).isNotNull(), F.col(T.RAW)))
+
+
 def bronze_events(validated: DataFrame, batch_id: str, ingested_at: datetime) -> DataFrame:
     """The valid rows in bronze.events' shape: values as they came (silver normalises), ts/value typed."""
     return validated.where(F.col(T.REASON).isNull()).select(
