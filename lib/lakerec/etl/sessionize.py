@@ -20,11 +20,11 @@ def sessionize(events: DataFrame, gap_minutes: int) -> DataFrame:
     by_time = Window.partitionBy(T.USER_ID).orderBy(T.TS, *file_order(), T.EVENT_ID)
     micros = F.unix_micros(T.TS)
     starts = F.coalesce(micros - F.lag(micros).over(by_time) > gap_minutes * 60_000_000, F.lit(True))
-    numbered = events.withColumn("_starts", starts).withColumn(
-        "_session", F.sum(F.col("_starts").cast("int")).over(by_time)
-    )
-    start = F.min(T.TS).over(Window.partitionBy(T.USER_ID, "_session"))
-    return numbered.withColumn(T.SESSION_ID, session_id(F.col(T.USER_ID), start)).drop("_starts", "_session")
+    # the session's start is the latest start so far: the same window order, so no second sort of the rows
+    start = F.last(F.when(F.col("_starts"), F.col(T.TS)), ignorenulls=True).over(
+        by_time.rowsBetween(Window.unboundedPreceding, Window.currentRow))
+    return (events.withColumn("_starts", starts)
+            .withColumn(T.SESSION_ID, session_id(F.col(T.USER_ID), start)).drop("_starts"))
 
 
 def session_id(user_id: Column, start_ts: Column) -> Column:
