@@ -3,15 +3,17 @@ import hashlib
 import hmac
 import unicodedata
 from datetime import date, datetime, timedelta, timezone
+from typing import NamedTuple
 
 import pytest
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 import jobs.silver
 
 from lakerec import tables as T
-from lakerec.etl.clean import clean, content_hash, nfc, normalise
-from lakerec.etl.dedupe import dedupe
+from lakerec.etl.clean import content_hash, mark_clean, nfc, normalise
+from lakerec.etl.dedupe import mark_dedupe
 from lakerec.etl.ingest import BRONZE_EVENT_COLUMNS as INGEST_COLUMNS
 from lakerec.config import ConfigError, load_config
 from lakerec.etl.pseudonym import PseudonymKeyError, hmac_sha256, load_key, pseudonym
@@ -38,6 +40,21 @@ def bronze(spark, *events):
             for n, e in enumerate(events)]
     schema = ", ".join(f"{c} {COLUMN_TYPES[c]}" for c in BRONZE_EVENT_COLUMNS)
     return spark.createDataFrame(rows, schema)
+
+
+class Split(NamedTuple):
+    kept: DataFrame
+    dropped: DataFrame  # with its `reason`
+
+
+def split_marked(marked):
+    """A marked frame -> the rows kept (reason column dropped) and the rows dropped."""
+    return Split(marked.where(F.col(T.REASON).isNull()).drop(T.REASON), marked.where(F.col(T.REASON).isNotNull()))
+
+
+def dedupe(events, retry_window_seconds, published_batches=()):
+    return split_marked(mark_dedupe(events.withColumn(T.REASON, F.lit(None).cast("string")), retry_window_seconds,
+                             published_batches))
 
 
 def ids(df):
@@ -69,7 +86,7 @@ def test_clean_normalises_and_drops_impossible_times_and_bots(spark, tmp_path):
         *({"event_id": f"busy{n}", "user_id": "u4", "ts": at(seconds=2 * n)} for n in range(30)),  # 30: allowed
     )
     etl = etl.model_copy(update={"event_type_map": {" pageview ": "view"}, "lowercase_ids": ["item_id"]})
-    split = clean(df, etl)
+    split = split_marked(mark_clean(df, etl))
     assert ids(split.kept) == sorted(["ok", "nfc", "soon", *(f"busy{n}" for n in range(30))])
     assert reasons(split) == sorted([("old", "out_of_window"), ("late", "out_of_window"), ("crawler", "bot"),
                                      ("fast-later", "bot"), *((f"fast{n}", "bot") for n in range(31)),

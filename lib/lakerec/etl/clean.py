@@ -1,11 +1,11 @@
-"""Clean bronze events: normalise ids and types, give every event an id, drop impossible times and bots.
+"""Clean bronze events: normalise ids and types, give every event an id, mark impossible times and bots.
 
-Each step returns the rows it keeps and the rows it drops with a `reason`, so silver can account for every row.
+Steps mark a `reason` on the rows they drop instead of splitting the frame, so silver computes every window once
+and still accounts for every row.
 """
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import NamedTuple
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -18,32 +18,16 @@ OUT_OF_WINDOW = "out_of_window"
 BOT = "bot"
 
 
-class Split(NamedTuple):
-    kept: DataFrame
-    dropped: DataFrame  # the dropped rows, with a `reason` column
-
-
-def clean(events: DataFrame, etl: EtlConf, key: bytes | None = None) -> Split:
-    """normalise (pseudonymising user ids with `key` unless None) -> drop events outside [valid_from,
-    ingested_at + max_future_minutes] -> drop bots (bot rates are counted over the events left in the window)."""
-    return split(mark_clean(events, etl, key))
-
-
 def mark_clean(events: DataFrame, etl: EtlConf, key: bytes | None = None, drop_agent: bool = False) -> DataFrame:
-    """`clean` as one frame: every normalised row, with `reason` out_of_window, bot, or null (kept).
-
-    One frame (rather than kept + dropped) lets silver compute its steps once and split at the end.
-    `drop_agent`: user_agent (only the bot rules read it) is dropped before the rows are shuffled."""
+    """normalise (pseudonymising user ids with `key` unless None), then mark events outside [valid_from,
+    ingested_at + max_future_minutes] out_of_window and bots bot (bot rates count the events left in the window);
+    `reason` is null on the rows kept. `drop_agent`: user_agent (only the bot rules read it) is dropped before the
+    rows are shuffled."""
     df = normalise(events, etl, key)
     columns = [c for c in df.columns if not (drop_agent and c == T.USER_AGENT)]
     checked = flag_bots(df.withColumn("_in_window", in_window(etl)), etl, among="_in_window", drop_agent=drop_agent)
     reason = F.when(~F.col("_in_window"), OUT_OF_WINDOW).when(F.col("_bot"), BOT)
     return checked.select(*columns, reason.alias(T.REASON))
-
-
-def split(marked: DataFrame) -> Split:
-    """A frame with `reason` -> (its rows without a reason, reason column dropped; the rows with one)."""
-    return Split(marked.where(F.col(T.REASON).isNull()).drop(T.REASON), marked.where(F.col(T.REASON).isNotNull()))
 
 
 def normalise(events: DataFrame, etl: EtlConf, key: bytes | None = None) -> DataFrame:

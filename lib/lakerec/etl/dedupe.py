@@ -6,7 +6,6 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from lakerec import tables as T
-from lakerec.etl.clean import Split, split
 
 DUPLICATE_EVENT_ID = "duplicate_event_id"
 DUPLICATE_ACROSS_BATCHES = "duplicate_across_batches"
@@ -18,25 +17,16 @@ def file_order() -> list[Column]:
     return [F.col(T.INGESTED_AT), F.col(T.SOURCE_FILE), F.col(T.SOURCE_LINE)]
 
 
-def dedupe(events: DataFrame, retry_window_seconds: int, published_batches: list[str] = ()) -> Split:
-    """Drop repeated event_ids (the first delivery stays), then client retries: an event whose user, item and
-    type repeat the previous one's within `retry_window_seconds` (0 disables). A burst of retries keeps only
-    its first event, since each retry is compared with the one just before it.
-
-    A repeat whose kept delivery came in one of `published_batches` (already in silver) while the repeat came
-    in another batch is a late re-delivery: reason duplicate_across_batches rather than duplicate_event_id.
-    """
-    return split(mark_dedupe(events.withColumn(T.REASON, F.lit(None).cast("string")), retry_window_seconds,
-                             published_batches))
-
-
 def mark_dedupe(marked: DataFrame, retry_window_seconds: int, published_batches: list[str] = ()) -> DataFrame:
-    """`dedupe` as one frame: rows whose `reason` is still null (kept so far) get duplicate_event_id,
-    duplicate_across_batches or client_retry where they are one; rows already dropped take no part.
+    """Rows whose `reason` is still null (kept so far) get a reason where they repeat an event: a repeated
+    event_id is duplicate_event_id (the first delivery stays), or duplicate_across_batches when the kept delivery
+    came in one of `published_batches` (already in silver) and the repeat in another batch: a late re-delivery.
+    Then an event whose user, item and type repeat the previous one's within `retry_window_seconds` (0 disables)
+    is a client_retry; a burst of retries keeps only its first event, since each is compared with the one before.
 
-    Both windows order the rows still kept first, so they see exactly the rows `dedupe` would; the retry window
-    is partitioned by user alone (item and type lead its order), which sessionizing by user reuses without
-    another shuffle."""
+    Rows already dropped take no part: both windows order the rows still kept first. The retry window is
+    partitioned by user alone (item and type lead its order), which sessionizing by user reuses without another
+    shuffle."""
     dead = F.col(T.REASON).isNotNull()
     first_delivery = Window.partitionBy(T.EVENT_ID).orderBy(dead, *file_order(), T.TS, T.USER_ID, T.ITEM_ID)
     first_batch = F.first(T.BATCH_ID).over(first_delivery)
