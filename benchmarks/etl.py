@@ -9,7 +9,8 @@ For each size: generate the raw JSON lines (not timed), then time
 - etl: the real ingest and silver jobs (`jobs.ingest.run`, `jobs.silver.run`) into a fresh lake.
 Prints events/s, the peak memory of the whole process tree (this Python process, the Spark JVM and its Python
 workers, sampled every 0.2 s) and the ETL time over each floor. The last line is `etl_ratio_to_floor@<size>=<x>`
-(the I/O floor) for the largest size. Goals: ratio <= 2.5, the 10M time within 12x the 1M time, 10M within 24 GiB on 2 cores.
+(the I/O floor) for the largest size. Goals: ratio <= 2.5, the 10M time within 12x the 1M time, 10M within
+24 GiB on 2 cores.
 """
 from __future__ import annotations
 

@@ -53,8 +53,8 @@ def split_marked(marked):
 
 
 def dedupe(events, retry_window_seconds, published_batches=()):
-    return split_marked(mark_dedupe(events.withColumn(T.REASON, F.lit(None).cast("string")), retry_window_seconds,
-                             published_batches))
+    unmarked = events.withColumn(T.REASON, F.lit(None).cast("string"))
+    return split_marked(mark_dedupe(unmarked, retry_window_seconds, published_batches))
 
 
 def ids(df):

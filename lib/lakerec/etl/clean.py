@@ -19,9 +19,9 @@ BOT = "bot"
 
 
 def mark_clean(events: DataFrame, etl: EtlConf, key: bytes | None = None, drop_agent: bool = False) -> DataFrame:
-    """normalise (pseudonymising user ids with `key` unless None), then mark events outside [valid_from,
-    ingested_at + max_future_minutes] out_of_window and bots bot (bot rates count the events left in the window);
-    `reason` is null on the rows kept. `drop_agent`: user_agent (only the bot rules read it) is dropped before the
+    """normalise (pseudonymising user ids with `key` unless None), then set `reason`: out_of_window for events
+    outside [valid_from, ingested_at + max_future_minutes], bot for bots (rates count the events left in the
+    window), null on the rows kept. `drop_agent`: user_agent (only the bot rules read it) is dropped before the
     rows are shuffled."""
     df = normalise(events, etl, key)
     columns = [c for c in df.columns if not (drop_agent and c == T.USER_AGENT)]
