@@ -38,6 +38,7 @@ def movielens_sequences(spark, max_len: int) -> tuple[pd.DataFrame, int]:
     """u.data -> silver.sequences-like rows (the evaluation columns) and the catalog size."""
     raw = pd.read_csv(DATA, sep="\t", names=[T.USER_ID, T.ITEM_ID, "rating", "timestamp"], dtype=str)
     raw[T.EVENT_ID] = [f"{i:06d}" for i in range(len(raw))]  # file order breaks ties in time
+    raw[T.EVENT_TYPE] = "rating"
     events = (spark.createDataFrame(raw)
               .withColumn(T.TS, F.timestamp_seconds(F.col("timestamp").cast("long"))))
     items = events.select(T.ITEM_ID).distinct()

@@ -21,22 +21,22 @@ from lakerec.models.registry import load_model, resolve_version
 HEADLINE = ("hr_10", "ndcg_10", "mrr_10", "coverage_10")  # per model in the stage result; the rest goes to MLflow
 
 
-def baseline_scorers(spark: SparkSession, rows: pd.DataFrame, n_items: int, conf: EvaluateConf
-                     ) -> tuple[dict[str, ScoreFn], dict[str, pd.DataFrame]]:
-    """The configured baselines fitted for test (co-occurrence and ALS first tuned on valid) and the tuning
-    tables (valid metrics per decay, per ALS grid point)."""
+def baseline_scorers(spark: SparkSession, rows: pd.DataFrame, n_items: int, conf: EvaluateConf,
+                     exclude_types: list[str] | None) -> tuple[dict[str, ScoreFn], dict[str, pd.DataFrame]]:
+    """The configured baselines fitted for test (co-occurrence and ALS first tuned on valid under the serving
+    rule's exclude_types) and the tuning tables (valid metrics per decay, per ALS grid point)."""
     scorers, tables = {}, {}
     if "pop" in conf.baselines:
         scorers[B.POP] = B.popularity_scorer(rows, n_items, "test")
     if "cooc" in conf.baselines:
         decay, tables["cooc_decay_valid"] = B.tune_cooccurrence(rows, n_items, conf.cooc_decays, conf.ks,
-                                                                CHAMPION_METRIC)
+                                                                CHAMPION_METRIC, exclude_types)
         log_params({"cooc.decay": decay})
         scorers[B.COOC] = B.cooccurrence_scorer(rows, n_items, "test", decay)
     if "als" in conf.baselines:
         g = conf.als
         best, tables["als_grid_valid"] = B.tune_als(spark, rows, n_items, B.als_grid(
-            g.ranks, g.reg_params, g.alphas, g.max_iter, g.seed), conf.ks, CHAMPION_METRIC)
+            g.ranks, g.reg_params, g.alphas, g.max_iter, g.seed), conf.ks, CHAMPION_METRIC, exclude_types)
         log_params({f"als.{k}": v for k, v in best.__dict__.items()})
         scorers[B.ALS_NAME] = B.als_scorer(spark, rows, n_items, "test", best)
     return scorers, tables
@@ -60,9 +60,10 @@ def run(ctx: StageContext) -> StageResult:
     if champion is not None and champion != version:
         champion_model, champion_meta = load_model((name, champion))
         scorers[CHAMPION] = aligned_scores(champion_model, champion_meta["item_ids"], meta["item_ids"])
-    baselines, extra = baseline_scorers(ctx.spark, rows, n_items, conf)
+    exclude_types = cfg.score.exclude_event_types  # the serving rule: rank what scoring would recommend
+    baselines, extra = baseline_scorers(ctx.spark, rows, n_items, conf, exclude_types)
     table = evaluate_all(rows, n_items, conf.ks, {**scorers, **baselines}, "test", conf.batch_size,
-                         head_share=conf.head_share, length_edges=conf.length_edges)
+                         head_share=conf.head_share, length_edges=conf.length_edges, exclude_types=exclude_types)
 
     candidate = overall(table, label)[CHAMPION_METRIC]
     champion_score = overall(table, CHAMPION)[CHAMPION_METRIC] if CHAMPION in scorers else None
@@ -75,7 +76,9 @@ def run(ctx: StageContext) -> StageResult:
     headline = {k: v for k, v in metrics.items() if k.split(".", 2)[-1] in HEADLINE}
     mlflow.log_metrics({k: v for k, v in metrics.items() if k not in headline})
     log_report(table, "test", extra)
-    return StageResult(metrics={**headline, "test_users": float(len(rows)), "model_version": int(version),
+    repeat_share = overall(table, label)["repeat_target_share"]
+    return StageResult(metrics={**headline, "test_users": float(len(rows)), "repeat_target_share": repeat_share,
+                                "model_version": int(version),
                                 "champion_promoted": float(promoted)})
 
 

@@ -50,7 +50,7 @@ def run(ctx: StageContext) -> StageResult:
     checkpoints = checkpoint_dir(cfg, config.to_dict(), versions)
 
     result = train_distributed(ctx.spark, train_urls, valid_urls, config, tc, str(checkpoints), text,
-                               progress=progress_enabled(cfg.log))
+                               progress=progress_enabled(cfg.log), exclude_types=cfg.score.exclude_event_types)
     for row in result.history:  # the per-epoch curves, logged from the driver once the ranks are done
         mlflow.log_metrics({k: row[k] for k in ("train_loss", "valid_ndcg_10", "valid_hr_10")}, step=row["epoch"])
     with tempfile.TemporaryDirectory() as tmp:

@@ -4,8 +4,9 @@ Imported by the RecBole script (inside RecBole's own venv) and by benchmarks/qua
 lakerec's), so both sides split and rank exactly alike:
 - every rating is an interaction; a user's history is ordered by timestamp, ties by line order in u.data;
 - leave-one-out: the last item is the test target, the second-last the validation target;
-- full ranking over the whole catalog with the items of the user's history before the target excluded (the
-  target itself always stays); rank = 1 + items scoring higher + other items scoring equal.
+- full ranking over the whole catalog with the items of the user's history before the target excluded, the
+  target included (lakerec's serving rule: a repeat is never recommended, so it is a miss at every k);
+  rank = 1 + items scoring higher + other items scoring equal.
 """
 from __future__ import annotations
 
@@ -50,13 +51,13 @@ def split_mismatches(expected: dict[str, tuple[str, str]], other: dict[str, tupl
 
 
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor, excluded: torch.Tensor) -> torch.Tensor:
-    """1-based rank of each target among the items not excluded; ties count against the target."""
+    """1-based rank of each target among the items not excluded; ties count against the target; an excluded
+    target gets the largest int64 (a miss at every k, MRR 0)."""
     rows = torch.arange(len(targets))
-    excluded = excluded.clone()
-    excluded[rows, targets] = False
     scores = scores.float().masked_fill(excluded, float("-inf"))
     target_score = scores[rows, targets].unsqueeze(1)
-    return 1 + (scores > target_score).sum(1) + (scores == target_score).sum(1) - 1
+    ranks = 1 + (scores > target_score).sum(1) + (scores == target_score).sum(1) - 1
+    return torch.where(excluded[rows, targets], torch.iinfo(torch.int64).max, ranks)
 
 
 def ranking_metrics(ranks: Sequence[int] | torch.Tensor, ks: Sequence[int] = KS) -> dict[str, float]:

@@ -13,7 +13,7 @@ from lakerec.lake import Lake
 
 SUMMARY_TABLES = (T.BRONZE_EVENTS, T.BRONZE_QUARANTINE, T.SILVER_EVENTS, T.SILVER_SESSIONS, T.SILVER_ITEMS,
                   T.SILVER_ITEM_INDEX, T.SILVER_SEQUENCES, T.GOLD_TOPN)
-HEADLINE_METRICS = ("test.*.ndcg_10", "users_scored")  # fnmatch patterns: every evaluated model's NDCG@10
+HEADLINE_METRICS = ("test.*.ndcg_10", "repeat_target_share", "users_scored")  # fnmatch: every model's NDCG@10
 
 
 def table_counts(lake: Lake) -> dict[str, tuple[int, int]]:

@@ -68,6 +68,7 @@ GENERATED_AT = "generated_at"
 # silver.sequences (one row per user; fixed-length arrays of item_idx, left-padded with 0)
 N_EVENTS = "n_events"
 HISTORY = "history"  # every item_idx of the user's history, in order (variable length)
+HISTORY_TYPES = "history_types"  # the event type of each history item (the serving rule's type filter)
 TRAIN_INPUT = "train_input"
 TRAIN_TARGET = "train_target"
 VALID_INPUT = "valid_input"

@@ -61,9 +61,9 @@ def test_ranks_exclude_history_and_count_ties_against_the_target():
     scores = torch.tensor([[0.9, 0.5, 0.5, 0.1, 0.7],
                            [0.2, 0.2, 0.2, 0.2, 0.2]])
     excluded = torch.tensor([[True, False, False, False, False],  # item 0 (history) out: 0.7 above, 0.5 tie
-                             [False, True, True, False, False]])  # target 1 is in the history: it still counts
+                             [False, True, True, False, False]])  # target 1 is in the history: a miss
     ranks = P.target_ranks(scores, torch.tensor([1, 1]), excluded)
-    assert ranks.tolist() == [3, 4]  # row 2: items 0, 3, 4 tie with the target (1 + 3), 2 stays excluded
+    assert ranks.tolist() == [3, torch.iinfo(torch.int64).max]  # row 2: never within any k
 
 
 def test_ranking_metrics_by_hand():

@@ -82,4 +82,16 @@ def test_validation_shard_keeps_users_with_a_validation_item(tmp_path):
     valid = read_valid_shard(petastorm_urls([str(tmp_path / "seq.parquet")]), 0, 1, max_len=3)
     assert len(valid) == 2 and valid.targets.tolist() == [3, 5]
     assert valid.inputs.tolist() == [[0, 1, 2], [2, 3, 4]]
-    assert [h.tolist() for h in valid.histories] == [[1, 2], [2, 3, 4]]  # everything before the validation item
+    assert [h.tolist() for h in valid.excluded] == [[1, 2], [2, 3, 4]]  # everything before the validation item
+
+
+def test_validation_shard_excludes_what_scoring_would(tmp_path):
+    """The serving rule with a type filter: only the purchased item is excluded, a repeat target is kept so."""
+    table = pa.table({T.USER_ID: ["a"], T.HISTORY: pa.array([[1, 2, 1, 4]], pa.list_(pa.int32())),
+                      T.HISTORY_TYPES: pa.array([["view", "purchase", "view", "view"]], pa.list_(pa.string())),
+                      T.VALID_INPUT: pa.array([[0, 1, 2]], pa.list_(pa.int32())),
+                      T.VALID_TARGET: pa.array([1], pa.int32())})
+    pq.write_table(table, tmp_path / "seq.parquet")
+    urls = petastorm_urls([str(tmp_path / "seq.parquet")])
+    assert [h.tolist() for h in read_valid_shard(urls, 0, 1, 3, ["purchase"]).excluded] == [[2]]
+    assert [h.tolist() for h in read_valid_shard(urls, 0, 1, 3).excluded] == [[1, 2]]

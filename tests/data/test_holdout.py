@@ -15,10 +15,10 @@ N_USERS, N_ITEMS = 30, 40
 def events_and_items(spark):
     rng = np.random.default_rng(3)
     start = datetime(2026, 1, 1)
-    rows = [(f"u{u}", f"i{int(i):02d}", start + timedelta(minutes=int(t)), f"e{u}-{t}")
+    rows = [(f"u{u}", f"i{int(i):02d}", start + timedelta(minutes=int(t)), f"e{u}-{t}", "view")
             for u in range(N_USERS) for t, i in enumerate(rng.integers(0, N_ITEMS, rng.integers(4, 25)))]
     events = spark.createDataFrame(rows, f"{T.USER_ID} string, {T.ITEM_ID} string, {T.TS} timestamp, "
-                                         f"{T.EVENT_ID} string")
+                                         f"{T.EVENT_ID} string, {T.EVENT_TYPE} string")
     items = spark.createDataFrame([(f"i{i:02d}", date(1990 + i // 2, 1, 1) if i % 7 else None)
                                    for i in range(N_ITEMS)], f"{T.ITEM_ID} string, {T.PUBLISHED} date")
     return events, items

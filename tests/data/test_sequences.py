@@ -54,7 +54,7 @@ def test_split_ordering_padding_and_min_events(built):
     rows = {r[T.USER_ID]: r.asDict() for r in lake.read(T.SILVER_SEQUENCES).collect()}
     # u1 history A C B D A -> idx 1 3 2 4 1
     assert rows["u1"] == {
-        T.USER_ID: "u1", T.N_EVENTS: 5, T.HISTORY: [1, 3, 2, 4, 1],
+        T.USER_ID: "u1", T.N_EVENTS: 5, T.HISTORY: [1, 3, 2, 4, 1], T.HISTORY_TYPES: ["view"] * 5,
         T.TRAIN_INPUT: [0, 0, 1, 3], T.TRAIN_TARGET: [0, 0, 3, 2],
         T.VALID_INPUT: [0, 1, 3, 2], T.VALID_TARGET: 4,
         T.TEST_INPUT: [1, 3, 2, 4], T.TEST_TARGET: 1,
@@ -107,8 +107,9 @@ def test_timestamp_ties_follow_file_order_when_silver_has_it(spark):
     same = t.replace(minute=5)
     rows = [("e9", "u", "A", same, "part-1", 3), ("e1", "u", "B", same, "part-1", 1), ("e5", "u", "C", same, "part-0", 7),
             ("e0", "u", "D", t.replace(minute=6), "part-0", 1)]
-    events = spark.createDataFrame(rows, f"{T.EVENT_ID} string, {T.USER_ID} string, {T.ITEM_ID} string, {T.TS} timestamp, "
-                                         f"{T.SOURCE_FILE} string, {T.SOURCE_LINE} long")
+    events = spark.createDataFrame([(*r, "view") for r in rows],
+                                   f"{T.EVENT_ID} string, {T.USER_ID} string, {T.ITEM_ID} string, {T.TS} timestamp, "
+                                   f"{T.SOURCE_FILE} string, {T.SOURCE_LINE} long, {T.EVENT_TYPE} string")
     index = spark.createDataFrame([(c, i) for i, c in enumerate("ABCD", 1)], ITEM_INDEX_SCHEMA)
     conf = SequencesConf(max_len=4, min_events=3)
     by_file = build_sequences(events, index, conf).first()[T.HISTORY]

@@ -27,16 +27,19 @@ def sequences_of(histories: list[list[int]]) -> pd.DataFrame:
     })
 
 
-def planted(n_users=160, clusters=4, per_cluster=10, length=8, seed=0) -> tuple[pd.DataFrame, int]:
-    """Each user stays in one cluster of items and draws items there (repeats allowed) with Zipf-like weights:
-    popularity, co-occurrence and user factors all carry signal, random scores none."""
+def planted(n_users=160, clusters=4, per_cluster=20, length=8, seed=0) -> tuple[pd.DataFrame, int]:
+    """Each user stays in one cluster of items (clusters Zipf-like by users) and draws distinct items there with
+    Zipf-like weights (no repeats: a repeated target is a miss under the serving rule): popularity,
+    co-occurrence and user factors all carry signal, random scores none."""
     rng = np.random.default_rng(seed)
     weights = 1.0 / np.arange(1, per_cluster + 1)
     weights /= weights.sum()
+    cluster_weights = 1.0 / np.arange(1, clusters + 1) ** 2
+    cluster_weights /= cluster_weights.sum()
     histories = []
     for _ in range(n_users):
-        c = rng.integers(clusters)
-        histories.append((c * per_cluster + 1 + rng.choice(per_cluster, length, p=weights)).tolist())
+        c = rng.choice(clusters, p=cluster_weights)
+        histories.append((c * per_cluster + 1 + rng.choice(per_cluster, length, replace=False, p=weights)).tolist())
     return sequences_of(histories), clusters * per_cluster
 
 

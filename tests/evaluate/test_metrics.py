@@ -1,5 +1,6 @@
-"""Full-ranking metrics on hand-computed cases: rank 1, rank 3, ties, history exclusion, MRR@k, slices, coverage
-and popularity bias of the lists, user-aware scorers."""
+"""Full-ranking metrics on hand-computed cases: rank 1, rank 3, ties, history exclusion (the serving rule: a
+repeated target is a miss), MRR@k, slices, coverage and popularity bias of the lists, user-aware scorers; and
+agreement with an independent masked full ranking on random data with repeats."""
 import math
 
 import numpy as np
@@ -8,9 +9,9 @@ import pytest
 import torch
 
 from lakerec import tables as T
-from lakerec.evaluate.metrics import (evaluate_all, history_mask, length_slices, overall, popularity_percentile,
-                                      popularity_slices, rank_users, ranking_metrics, score_users, target_ranks,
-                                      user_aware)
+from lakerec.evaluate.metrics import (MISSED, evaluate_all, history_mask, length_slices, overall,
+                                      popularity_percentile, popularity_slices, rank_users, ranking_metrics,
+                                      score_users, split_data, target_ranks, user_aware)
 
 N = 5  # items 1..5, column 0 is padding
 
@@ -59,12 +60,82 @@ def test_mrr_at_k_counts_only_hits_within_k():
     assert m["mrr"] == pytest.approx((1 + 1 / 4 + 1 / 12) / 3)
 
 
-def test_history_items_are_excluded_but_the_target_is_kept():
+def test_history_items_are_excluded_and_a_repeated_target_is_a_miss():
     s = scores([0.0, 5, 4, 3, 2, 1])
     # items 1 and 2 were seen: target 3 moves from rank 3 to rank 1
     assert target_ranks(s, torch.tensor([3]), history_mask([np.array([1, 2])], N)).tolist() == [1]
-    # the target itself was seen before (a repeat): it still counts
-    assert target_ranks(s, torch.tensor([2]), history_mask([np.array([2, 1])], N)).tolist() == [1]
+    # the target itself was seen before (a repeat): scoring never recommends it again, so it is never a hit
+    ranks = target_ranks(s, torch.tensor([2]), history_mask([np.array([2, 1])], N))
+    assert ranks.tolist() == [MISSED]
+    m = ranking_metrics(ranks, [1, 10, 1000])
+    assert m["hr_1000"] == 0 and m["ndcg_1000"] == 0 and m["mrr"] == pytest.approx(0, abs=1e-15)
+
+
+def test_a_scorer_that_rates_history_highest_gets_no_hit_on_a_repeat_target():
+    """The old rule unmasked the target, leaving it the only history item in the ranking: rank 1 for free."""
+    seqs = pd.DataFrame({T.USER_ID: ["a"], T.HISTORY: [np.array([3, 1, 4, 3])],
+                         T.VALID_INPUT: [np.array([0, 3, 1])], T.VALID_TARGET: [4],
+                         T.TEST_INPUT: [np.array([3, 1, 4])], T.TEST_TARGET: [3]})
+
+    def history_first(inputs):
+        out = torch.zeros(len(inputs), N + 1)
+        return out.scatter_(1, inputs, 10.0)  # every input item scores 10, the rest 0
+
+    table = evaluate_all(seqs, N, [1, 10], {"history": history_first})
+    assert overall(table, "history")["hr_10"] == 0 and overall(table, "history")["repeat_target_share"] == 1
+    # repeat-aware mode (score.exclude_event_types: []): nothing is excluded, in scoring and here alike
+    aware = evaluate_all(seqs, N, [1, 10], {"history": history_first}, exclude_types=[])
+    assert overall(aware, "history")["repeat_target_share"] == 0
+    assert overall(aware, "history")["hr_1"] == 0  # 1 and 4 tie with 3 at 10: ties count against the target
+    assert overall(aware, "history")["ndcg_10"] == pytest.approx(1 / math.log2(4))
+
+
+def test_type_filter_excludes_only_the_listed_event_types():
+    seqs = pd.DataFrame({T.USER_ID: ["a"], T.HISTORY: [np.array([1, 2, 5, 3])],
+                         T.HISTORY_TYPES: [np.array(["purchase", "view", "view", "view"], dtype=object)],
+                         T.VALID_INPUT: [np.array([1, 2])], T.VALID_TARGET: [5],
+                         T.TEST_INPUT: [np.array([2, 5])], T.TEST_TARGET: [3]})
+    data = split_data(seqs, "test", ["purchase"])
+    assert [e.tolist() for e in data.excluded] == [[1]] and data.histories[0].tolist() == [1, 2, 5]
+    assert split_data(seqs, "test").excluded[0].tolist() == [1, 2, 5]  # None: every type
+    with pytest.raises(ValueError, match="history_types"):
+        split_data(seqs.drop(columns=[T.HISTORY_TYPES]), "test", ["purchase"])
+
+
+def _reference_ranks(table: np.ndarray, targets: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
+    """An independent masked full ranking, written as the published protocols do it: history items (target
+    included) set to -inf, then rank = 1 + items scoring higher + other items scoring equal; a masked target
+    never ranks within k."""
+    out = []
+    for row, target, history in zip(table, targets, histories):
+        s = row.astype(np.float64).copy()
+        s[0] = -np.inf
+        s[history] = -np.inf
+        if target in history:
+            out.append(np.inf)
+            continue
+        out.append(1 + (s > s[target]).sum() + (s == s[target]).sum() - 1)
+    return np.asarray(out)
+
+
+def test_metrics_agree_with_an_independent_masked_ranking_with_and_without_repeats():
+    rng = np.random.default_rng(3)
+    n, users = 40, 300
+    table = rng.normal(size=(users, n + 1)).astype(np.float32)
+    table[:, 1:6] += 3  # a few strong items, often in histories: repeats would rank first if unmasked
+    histories = [rng.integers(1, n + 1, size=rng.integers(1, 12)) for _ in range(users)]
+    targets = rng.integers(1, n + 1, size=users)
+    targets[:60] = [h[0] for h in histories[:60]]  # 60 repeat targets at least
+    ranks = rank_users(lambda x: torch.as_tensor(table[x[:, 0].numpy()]), np.arange(users).reshape(-1, 1),
+                       targets, [np.unique(h) for h in histories], n)
+    ref = _reference_ranks(table, targets, histories)
+    ours, theirs = ranking_metrics(ranks, [10]), {
+        "ndcg_10": np.where(ref <= 10, 1 / np.log2(ref + 1), 0).mean(), "hr_10": (ref <= 10).mean()}
+    assert ours["ndcg_10"] == pytest.approx(theirs["ndcg_10"], abs=1e-4)
+    assert ours["hr_10"] == pytest.approx(theirs["hr_10"], abs=1e-4)
+    repeat = np.array([t in h for t, h in zip(targets, histories)])
+    assert repeat.sum() >= 60 and (ranks.numpy()[repeat] == MISSED).all()
+    assert np.array_equal(ranks.numpy()[~repeat], ref[~repeat].astype(np.int64))  # no repeat: nothing moves
 
 
 def test_ties_count_against_the_target():
@@ -88,8 +159,8 @@ def test_batches_give_the_same_ranks_and_lists_as_one_pass():
 def test_top_lists_skip_history_and_pad_when_nothing_is_left():
     ranks, top = score_users(by_index, np.zeros((2, 1)), np.array([1, 2]),
                              [np.array([5, 3]), np.array([1, 2, 3, 4, 5])], N, top_k=4)
-    assert top.tolist() == [[4, 2, 1, 0], [2, 0, 0, 0]]  # user 2: only the target (a repeat) is left
-    assert ranks.tolist() == [3, 1]
+    assert top.tolist() == [[4, 2, 1, 0], [0, 0, 0, 0]]  # user 2 saw everything, the target (a repeat) too
+    assert ranks.tolist() == [3, MISSED]
 
 
 def test_user_aware_scorer_gets_the_users_of_its_batch():
@@ -103,23 +174,24 @@ def test_user_aware_scorer_gets_the_users_of_its_batch():
         return out
 
     seqs = tiny_sequences()
-    seqs[T.USER_ID] = ["u2", "u1", "u4"]  # each user's own id names its target: every rank is 1
+    seqs[T.USER_ID] = ["u2", "u1", "u4"]  # each user's own id names its target: rank 1 (c's repeat: a miss)
     table = evaluate_all(seqs, N, [1], {"oracle": per_user}, batch_size=2)
     assert seen == ["u2", "u1", "u4"]
-    assert overall(table, "oracle")["hr_1"] == 1.0
+    assert overall(table, "oracle")["hr_1"] == pytest.approx(2 / 3)
 
 
 def test_evaluate_all_slices_coverage_and_popularity_bias_by_hand():
     table = evaluate_all(tiny_sequences(), N, [1, 10], {"index": by_index}, length_edges=[3])
-    # test histories before the targets: a 4 5 1, b 4 5 2, c 4 3. Targets a:2, b:1, c:4 (a repeat, kept).
-    # Item i scores i: a ranks 2 among {2, 3}; b 1 among {1, 3}; c 4 among {1, 2, 4, 5}: every rank is 2.
+    # test histories before the targets: a 4 5 1, b 4 5 2, c 4 3. Targets a:2, b:1, c:4 (a repeat: a miss).
+    # Item i scores i: a ranks 2 among {2, 3}; b 1 among {1, 3}; c's 4 is excluded.
     all_users = overall(table, "index")
-    assert all_users["users"] == 3 and all_users["hr_1"] == 0 and all_users["mrr"] == pytest.approx(0.5)
-    assert all_users["ndcg_10"] == pytest.approx(1 / math.log2(3))
-    # lists: a [3, 2], b [3, 1], c [5, 4, 2, 1]: every item is listed
-    assert all_users["coverage_10"] == 1.0
+    assert all_users["users"] == 3 and all_users["hr_1"] == 0 and all_users["mrr"] == pytest.approx(1 / 3)
+    assert all_users["ndcg_10"] == pytest.approx(2 / 3 / math.log2(3))
+    assert all_users["repeat_target_share"] == pytest.approx(1 / 3)
+    # lists: a [3, 2], b [3, 1], c [5, 2, 1]: item 4 is listed for nobody
+    assert all_users["coverage_10"] == pytest.approx(4 / N)
     # counts 1:1 2:1 3:1 4:3 5:2 -> percentile (share of items at most as popular) 1-3: .6, 4: 1, 5: .8
-    assert all_users["pop_bias_10"] == pytest.approx((4 * 0.6 + 0.6 + 0.6 + 1.0 + 0.8) / 8)
+    assert all_users["pop_bias_10"] == pytest.approx((6 * 0.6 + 0.8) / 7)
     assert all_users["seconds"] >= 0
 
     by_slice = table[table["metric"] == "users"].set_index("slice")["value"].to_dict()
@@ -127,7 +199,8 @@ def test_evaluate_all_slices_coverage_and_popularity_bias_by_hand():
     # lengths before the target: a 3, b 3, c 2 with edges [3] -> len_0-2 (c), len_3_up (a, b)
     assert by_slice == {"all": 3, "head": 1, "tail": 2, "len_0-2": 1, "len_3_up": 2}
     head = table[(table["slice"] == "head")].set_index("metric")["value"]
-    assert head["coverage_10"] == pytest.approx(4 / N) and head["pop_bias_10"] == pytest.approx((0.8 + 1 + 1.2) / 4)
+    assert head["coverage_10"] == pytest.approx(3 / N) and head["pop_bias_10"] == pytest.approx((0.8 + 1.2) / 3)
+    assert head["repeat_target_share"] == 1 and head["hr_10"] == 0
 
 
 def test_valid_split_uses_the_items_before_the_valid_target():

@@ -34,6 +34,7 @@ def test_summary_names_tables_metrics_and_where_to_look(pipeline_run):
         assert f"[{stage.name}]" in out
     assert T.GOLD_TOPN in out and "lakerec ui" in out and str(root) in out
     assert "test.sasrec.ndcg_10=" in out and "test.als.ndcg_10=" in out
+    assert "repeat_target_share=" in out  # the demo has repeat visits: a repeated target is a miss, say how many
 
 
 def test_every_raw_line_is_accounted_for(pipeline_run, spark):

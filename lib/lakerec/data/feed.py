@@ -20,9 +20,10 @@ import torch
 from petastorm import make_batch_reader
 
 from lakerec import tables as T
+from lakerec.data.exclusion import excluded_items
 
 FEED_FIELDS = [T.TRAIN_INPUT, T.TRAIN_TARGET]
-VALID_FIELDS = [T.HISTORY, T.VALID_INPUT, T.VALID_TARGET]
+VALID_FIELDS = [T.HISTORY, T.HISTORY_TYPES, T.VALID_INPUT, T.VALID_TARGET]
 
 
 class FeedError(RuntimeError):
@@ -48,7 +49,7 @@ def petastorm_urls(files: list[str]) -> list[str]:
 class ValidShard:
     inputs: np.ndarray  # [users, max_len] int64, left-padded history before the validation item
     targets: np.ndarray  # [users] int64, the validation item
-    histories: list[np.ndarray]  # items to exclude from the ranking (everything before the validation item)
+    excluded: list[np.ndarray]  # items not ranked: the serving rule over the history before the validation item
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -79,14 +80,16 @@ def read_shard(urls: list[str], rank: int, size: int, max_len: int) -> Shard:
     return shard
 
 
-def read_valid_shard(urls: list[str], rank: int, size: int, max_len: int) -> ValidShard:
-    """This rank's share of the validation users of a silver.sequences snapshot (valid_target > 0).
+def read_valid_shard(urls: list[str], rank: int, size: int, max_len: int,
+                     exclude_types: list[str] | None = None) -> ValidShard:
+    """This rank's share of the validation users of a silver.sequences snapshot (valid_target > 0), with the
+    items the serving rule excludes (score.exclude_event_types: None, every type) as evaluation does.
 
     Read with pyarrow, row group i of the snapshot to rank i % size (Petastorm's own sharding rule), because
     the full histories that validation must exclude have varying lengths, which Petastorm cannot batch. A rank
     may get no user (few row groups): it then adds zeros to the metric sums.
     """
-    inputs, targets, histories = [], [], []
+    inputs, targets, excluded = [], [], []
     group = 0
     for url in urls:
         filesystem, path = pafs.FileSystem.from_uri(url)
@@ -96,14 +99,16 @@ def read_valid_shard(urls: list[str], rank: int, size: int, max_len: int) -> Val
                 group += 1
                 if (group - 1) % size != rank:
                     continue
-                batch = parquet.read_row_group(i, columns=VALID_FIELDS).to_pydict()
-                for history, x, y in zip(batch[T.HISTORY], batch[T.VALID_INPUT], batch[T.VALID_TARGET]):
+                columns = [c for c in VALID_FIELDS if c in parquet.schema_arrow.names]  # older snapshots: no types
+                batch = parquet.read_row_group(i, columns=columns).to_pydict()
+                types = batch.get(T.HISTORY_TYPES, [None] * len(batch[T.HISTORY]))
+                for h, kinds, x, y in zip(batch[T.HISTORY], types, batch[T.VALID_INPUT], batch[T.VALID_TARGET]):
                     if y and y > 0:
-                        histories.append(np.asarray(history[:-2], dtype=np.int64))
+                        excluded.append(excluded_items(h[:-2], None if kinds is None else kinds[:-2], exclude_types))
                         inputs.append(x)
                         targets.append(y)
     matrix = _as_matrix(np.asarray(inputs, dtype=np.int64).reshape(len(inputs), -1 if inputs else max_len), max_len)
-    return ValidShard(matrix, np.asarray(targets, dtype=np.int64), histories)
+    return ValidShard(matrix, np.asarray(targets, dtype=np.int64), excluded)
 
 
 def _as_matrix(column: np.ndarray, max_len: int) -> np.ndarray:

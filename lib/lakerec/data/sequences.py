@@ -8,7 +8,8 @@ Per user with history h = [i_1 .. i_n] (n >= min_events) and L = max_len, all ar
   valid_input, valid_target h[:-2] -> h[-2]
   test_input,  test_target  h[:-1] -> h[-1]
 Users below min_events keep zero arrays and target 0 (no training, no evaluation) but always get score_input
-(the last L items of the whole history), so they can still be scored.
+(the last L items of the whole history), so they can still be scored. history_types holds each history item's
+event type: evaluation filters the excluded items by it as scoring does (lakerec.data.exclusion).
 
 Training reads silver.train_windows instead of train_input/train_target: h[:-2] cut into windows of L
 (input, next item) pairs ending every `window_stride` items from the newest back, the oldest window full
@@ -66,12 +67,12 @@ def build_sequences(events: DataFrame, item_index: DataFrame, conf: SequencesCon
     """silver.events + item index -> one row per user (schema in the module docstring)."""
     max_len = conf.max_len
     keys = order_keys(events)
-    ordered = (events.select(F.col(T.USER_ID), *keys, F.col(T.ITEM_ID).cast("string"))
+    ordered = (events.select(F.col(T.USER_ID), *keys, F.col(T.ITEM_ID).cast("string"), T.EVENT_TYPE)
                .join(item_index, T.ITEM_ID)
                .groupBy(T.USER_ID)
-               .agg(F.sort_array(F.collect_list(F.struct(*keys, T.ITEM_IDX))).alias("_events")))
-    history = F.transform("_events", lambda e: e[T.ITEM_IDX])
-    with_history = ordered.select(T.USER_ID, history.alias(T.HISTORY))
+               .agg(F.sort_array(F.collect_list(F.struct(*keys, T.ITEM_IDX, T.EVENT_TYPE))).alias("_events")))
+    with_history = ordered.select(T.USER_ID, F.transform("_events", lambda e: e[T.ITEM_IDX]).alias(T.HISTORY),
+                                  F.transform("_events", lambda e: e[T.EVENT_TYPE]).alias(T.HISTORY_TYPES))
 
     h, n = F.col(T.HISTORY), F.size(T.HISTORY)
     split = n >= conf.min_events
@@ -85,6 +86,7 @@ def build_sequences(events: DataFrame, item_index: DataFrame, conf: SequencesCon
         T.USER_ID,
         n.cast("int").alias(T.N_EVENTS),
         h.cast(_INT_ARRAY).alias(T.HISTORY),
+        F.col(T.HISTORY_TYPES),
         when_split(left_pad(_head(train_part, F.size(train_part) - 1), max_len), zeros).cast(_INT_ARRAY).alias(T.TRAIN_INPUT),
         when_split(left_pad(_tail_from(train_part, 2), max_len), zeros).cast(_INT_ARRAY).alias(T.TRAIN_TARGET),
         when_split(left_pad(train_part, max_len), zeros).cast(_INT_ARRAY).alias(T.VALID_INPUT),

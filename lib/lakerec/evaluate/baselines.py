@@ -66,13 +66,15 @@ def cooccurrence_scorer(sequences: pd.DataFrame, n_items: int, split: str = "tes
 
 
 def tune_cooccurrence(sequences: pd.DataFrame, n_items: int, decays: list[float], ks: list[int],
-                      metric: str = "ndcg_10") -> tuple[float, pd.DataFrame]:
-    """The recency decay with the best valid `metric` (first wins ties) and every decay's valid metrics."""
+                      metric: str = "ndcg_10", exclude_types: list[str] | None = None) -> tuple[float, pd.DataFrame]:
+    """The recency decay with the best valid `metric` (first wins ties) and every decay's valid metrics, under
+    the serving rule's exclude_types (evaluate_all)."""
     if not decays:
         raise ValueError("no co-occurrence decay to try: give evaluate.cooc_decays at least one value")
     matrix = cooccurrence_matrix(split_data(sequences, "valid").histories, n_items)
     table = evaluate_all(sequences, n_items, ks, {
-        str(d): cooccurrence_scorer(sequences, n_items, "valid", d, matrix) for d in decays}, split="valid")
+        str(d): cooccurrence_scorer(sequences, n_items, "valid", d, matrix) for d in decays}, split="valid",
+        exclude_types=exclude_types)
     results = pd.DataFrame([{"decay": d, **overall(table, str(d))} for d in decays])
     return decays[int(results[metric].to_numpy().argmax())], results
 
@@ -129,15 +131,16 @@ def als_grid(ranks: list[int], reg_params: list[float], alphas: list[float], max
 
 
 def tune_als(spark: SparkSession, sequences: pd.DataFrame, n_items: int, grid: list[AlsParams],
-             ks: list[int], metric: str = "ndcg_10") -> tuple[AlsParams, pd.DataFrame]:
+             ks: list[int], metric: str = "ndcg_10", exclude_types: list[str] | None = None
+             ) -> tuple[AlsParams, pd.DataFrame]:
     """The grid point with the best valid `metric` (first wins ties) and every point's valid metrics:
-    a frame with the AlsParams fields and the overall metrics."""
+    a frame with the AlsParams fields and the overall metrics (under the serving rule's exclude_types)."""
     if not grid:
         raise ValueError("the ALS grid is empty: give evaluate.als at least one rank, reg_param and alpha")
     rows = []
     for params in grid:
         table = evaluate_all(sequences, n_items, ks, {ALS_NAME: als_scorer(spark, sequences, n_items, "valid", params)},
-                             split="valid")
+                             split="valid", exclude_types=exclude_types)
         rows.append({**params.__dict__, **overall(table, ALS_NAME)})
     results = pd.DataFrame(rows)
     if metric not in results:

@@ -53,7 +53,7 @@ def coldstart_table(sequences: pd.DataFrame, n_items: int, scorers: Mapping[str,
              ALL: np.ones(len(labels), bool)}
     rows = []
     for model, fn in scorers.items():
-        ranks, _ = score_users(fn, data.inputs, data.targets, data.histories, n_items, batch_size)
+        ranks, _ = score_users(fn, data.inputs, data.targets, data.excluded, n_items, batch_size)
         for name in SLICES:
             mask = torch.as_tensor(masks[name])
             metrics = {"users": float(mask.sum())}

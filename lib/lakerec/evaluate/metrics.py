@@ -1,12 +1,15 @@
 """Full-ranking evaluation: every user's target is ranked against every item of the catalog.
 
-Per user: scores for all n items; padding and the items of the user's history before the target are excluded,
-the target itself always stays (a repeated purchase is a legitimate hit). Rank = 1 + items scoring higher
-+ other items scoring equal (ties count against the target, so a flat baseline such as popularity cannot
-win by ties). HR@k, NDCG@k (one relevant item: 1/log2(rank+1) within k) and MRR@k, averaged over users;
-beside them the catalog coverage and the popularity bias of the top-k lists, overall and per slice (target
-popularity, history length). Vectorised in torch, batch by batch: memory is batch_size x n_items, never
-users x items. `evaluate_all` is the one entry point for the model and every baseline.
+Per user: scores for all n items; padding and the items the scoring stage would not recommend to that user at
+the target's time are excluded (the serving rule, lakerec.data.exclusion: by default the whole history before
+the target, the target included, so a target repeating a history item is a miss, as in production). Rank = 1 +
+items scoring higher + other items scoring equal (ties count against the target, so a flat baseline such as
+popularity cannot win by ties); an excluded target gets rank MISSED, outside every k. HR@k, NDCG@k (one
+relevant item: 1/log2(rank+1) within k) and MRR@k, averaged over users; beside them the share of users whose
+target repeats an excluded item (`repeat_target_share`), the catalog coverage and the popularity bias of the
+top-k lists, overall and per slice (target popularity, history length). Vectorised in torch, batch by batch:
+memory is batch_size x n_items, never users x items. `evaluate_all` is the one entry point for the model and
+every baseline.
 """
 from __future__ import annotations
 
@@ -19,16 +22,18 @@ import pandas as pd
 import torch
 
 from lakerec import tables as T
+from lakerec.data.exclusion import excluded_items
 from lakerec.models.sasrec import PAD, SASRec
 
 # [B, L] inputs (-> and, for a user-aware scorer, the B user ids) -> [B, n_items + 1] scores
 ScoreFn = Callable[..., torch.Tensor]
-EVAL_COLUMNS = [T.USER_ID, T.HISTORY, T.VALID_INPUT, T.VALID_TARGET, T.TEST_INPUT, T.TEST_TARGET]
+EVAL_COLUMNS = [T.USER_ID, T.HISTORY, T.HISTORY_TYPES, T.VALID_INPUT, T.VALID_TARGET, T.TEST_INPUT, T.TEST_TARGET]
 SPLITS = {  # split -> (input column, target column, items before the target = history[:-cut])
     "valid": (T.VALID_INPUT, T.VALID_TARGET, 2),
     "test": (T.TEST_INPUT, T.TEST_TARGET, 1),
 }
 TIDY_COLUMNS = ["model", "slice", "metric", "value"]
+MISSED = torch.iinfo(torch.int64).max  # the rank of a target the serving rule excludes: no hit at any k, MRR 0
 ALL, HEAD, TAIL, COLD = "all", "head", "tail", "cold"  # slices by the target's popularity before the split
 
 
@@ -39,7 +44,7 @@ def user_aware(fn: ScoreFn) -> ScoreFn:
 
 
 def history_mask(histories: Sequence[np.ndarray], n_items: int) -> torch.Tensor:
-    """[B, n_items + 1] True where an item must not be ranked: padding and each user's history items."""
+    """[B, n_items + 1] True where an item must not be ranked: padding and each user's excluded items."""
     mask = torch.zeros(len(histories), n_items + 1, dtype=torch.bool)
     padded = torch.nn.utils.rnn.pad_sequence(
         [torch.as_tensor(np.asarray(h, dtype=np.int64)) for h in histories], batch_first=True, padding_value=PAD)
@@ -50,15 +55,14 @@ def history_mask(histories: Sequence[np.ndarray], n_items: int) -> torch.Tensor:
 
 
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor, excluded: torch.Tensor) -> torch.Tensor:
-    """1-based rank of each target among the items not excluded (the target itself is never excluded)."""
+    """1-based rank of each target among the items not excluded; an excluded target (a repeat the serving rule
+    never recommends) gets MISSED: a miss at every k, even k >= the catalog."""
     rows = torch.arange(len(targets))
-    excluded = excluded.clone()
-    excluded[rows, targets] = False
     scores = scores.float().masked_fill(excluded, float("-inf"))
     target_score = scores[rows, targets].unsqueeze(1)
     higher = (scores > target_score).sum(1)
     ties = (scores == target_score).sum(1) - 1
-    return 1 + higher + ties
+    return torch.where(excluded[rows, targets], MISSED, 1 + higher + ties)
 
 
 def ranking_metrics(ranks: torch.Tensor, ks: Sequence[int]) -> dict[str, float]:
@@ -75,16 +79,17 @@ def ranking_metrics(ranks: torch.Tensor, ks: Sequence[int]) -> dict[str, float]:
     return out
 
 
-def score_users(score_fn: ScoreFn, inputs: np.ndarray, targets: np.ndarray, histories: Sequence[np.ndarray],
+def score_users(score_fn: ScoreFn, inputs: np.ndarray, targets: np.ndarray, excluded: Sequence[np.ndarray],
                 n_items: int, batch_size: int = 256, users: np.ndarray | None = None, top_k: int = 0
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(ranks [U], top-k item lists [U, top_k]) of every user under score_fn, batch by batch.
 
-    The lists exclude what the ranks exclude (padding, history but the target; PAD fills a list where fewer
-    items are left). users: passed to the scorer as its second argument when given (user-aware scorers).
+    excluded: per user, the items the serving rule does not rank (SplitData.excluded). The lists exclude what the
+    ranks exclude (PAD fills a list where fewer items are left). users: passed to the scorer as its second
+    argument when given (user-aware scorers).
     """
-    if len(inputs) != len(targets) or len(targets) != len(histories):
-        raise ValueError("inputs, targets and histories must have one entry per user")
+    if len(inputs) != len(targets) or len(targets) != len(excluded):
+        raise ValueError("inputs, targets and excluded must have one entry per user")
     if users is not None and len(users) != len(targets):
         raise ValueError("users must have one entry per user")
     ranks, tops = [torch.zeros(0, dtype=torch.long)], [torch.zeros(0, top_k, dtype=torch.long)]
@@ -94,19 +99,18 @@ def score_users(score_fn: ScoreFn, inputs: np.ndarray, targets: np.ndarray, hist
             batch = torch.as_tensor(np.asarray(inputs[start:stop]), dtype=torch.long)
             scores = (score_fn(batch) if users is None else score_fn(batch, users[start:stop])).cpu().float()
             target = torch.as_tensor(np.asarray(targets[start:stop]), dtype=torch.long)
-            excluded = history_mask(histories[start:stop], n_items)
-            excluded[torch.arange(len(target)), target] = False
-            ranks.append(target_ranks(scores, target, excluded))
+            mask = history_mask(excluded[start:stop], n_items)
+            ranks.append(target_ranks(scores, target, mask))
             if top_k:
-                values, items = torch.topk(scores.masked_fill(excluded, float("-inf")), top_k, dim=1)
+                values, items = torch.topk(scores.masked_fill(mask, float("-inf")), top_k, dim=1)
                 tops.append(items.masked_fill(values == float("-inf"), PAD))  # fewer than top_k items left
     return torch.cat(ranks), torch.cat(tops)
 
 
-def rank_users(score_fn: ScoreFn, inputs: np.ndarray, targets: np.ndarray, histories: Sequence[np.ndarray],
+def rank_users(score_fn: ScoreFn, inputs: np.ndarray, targets: np.ndarray, excluded: Sequence[np.ndarray],
                n_items: int, batch_size: int = 256, users: np.ndarray | None = None) -> torch.Tensor:
     """Ranks of every user's target under score_fn, computed batch by batch (users: for user-aware scorers)."""
-    return score_users(score_fn, inputs, targets, histories, n_items, batch_size, users)[0]
+    return score_users(score_fn, inputs, targets, excluded, n_items, batch_size, users)[0]
 
 
 def model_scores(model: SASRec) -> ScoreFn:
@@ -123,24 +127,35 @@ class SplitData:
     users: np.ndarray            # user ids
     inputs: np.ndarray           # [U, L] the split's padded input
     targets: np.ndarray          # [U]
-    histories: list[np.ndarray]  # items before the target (excluded from the ranking)
+    histories: list[np.ndarray]  # items before the target (what a baseline may learn from)
+    excluded: list[np.ndarray]   # items not ranked: the serving rule over the history (lakerec.data.exclusion)
 
     @property
     def history_lengths(self) -> np.ndarray:
         return np.array([len(h) for h in self.histories], dtype=np.int64)
 
+    @property
+    def repeat_targets(self) -> np.ndarray:
+        """Per user: the target repeats an excluded item (a miss under the serving rule)."""
+        return np.array([np.isin(t, e) for t, e in zip(self.targets, self.excluded)], dtype=bool)
 
-def split_data(sequences: pd.DataFrame, split: str) -> SplitData:
-    """The users with a split (target > 0) of silver.sequences rows, for split "valid" or "test"."""
+
+def split_data(sequences: pd.DataFrame, split: str, exclude_types: Sequence[str] | None = None) -> SplitData:
+    """The users with a split (target > 0) of silver.sequences rows, for split "valid" or "test".
+
+    exclude_types: score.exclude_event_types (None: items of every type are excluded; []: none)."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}: expected one of {list(SPLITS)}")
     input_col, target_col, cut = SPLITS[split]
     rows = sequences[sequences[target_col] > 0]
     if rows.empty:
         raise ValueError(f"no user has a {split} target: nothing to evaluate")
+    histories = [np.asarray(h, dtype=np.int64)[:-cut] for h in rows[T.HISTORY]]
+    types = ([None] * len(rows) if T.HISTORY_TYPES not in rows.columns
+             else [None if t is None else list(t)[:-cut] for t in rows[T.HISTORY_TYPES]])
     return SplitData(users=rows[T.USER_ID].to_numpy(), inputs=np.stack(rows[input_col].to_numpy()).astype(np.int64),
-                     targets=rows[target_col].to_numpy().astype(np.int64),
-                     histories=[np.asarray(h, dtype=np.int64)[:-cut] for h in rows[T.HISTORY]])
+                     targets=rows[target_col].to_numpy().astype(np.int64), histories=histories,
+                     excluded=[excluded_items(h, t, exclude_types) for h, t in zip(histories, types)])
 
 
 def split_popularity(data: SplitData, n_items: int) -> np.ndarray:
@@ -185,14 +200,17 @@ def list_metrics(top: torch.Tensor, n_items: int, percentile: np.ndarray, k: int
 
 def evaluate_all(sequences: pd.DataFrame, n_items: int, ks: Sequence[int], scorers: Mapping[str, ScoreFn],
                  split: str = "test", batch_size: int = 256, list_k: int = 10, head_share: float = 0.2,
-                 length_edges: Sequence[int] = (10, 50, 200)) -> pd.DataFrame:
+                 length_edges: Sequence[int] = (10, 50, 200), exclude_types: Sequence[str] | None = None
+                 ) -> pd.DataFrame:
     """Every scorer on one split of silver.sequences rows -> tidy (model, slice, metric, value).
 
     Slices: all, head/tail/cold (the target's popularity before the split) and len_* (the user's history
-    length). Metrics per slice: users, hr/ndcg/mrr at each k, mrr, coverage and pop_bias of the top-list_k
-    lists; per model also `seconds` (the evaluator's wall time for it) in slice all.
+    length). Metrics per slice: users, repeat_target_share, hr/ndcg/mrr at each k, mrr, coverage and pop_bias of
+    the top-list_k lists; per model also `seconds` (the evaluator's wall time for it) in slice all.
+    exclude_types: score.exclude_event_types, the serving rule's filter (None: the whole history is excluded).
     """
-    data = split_data(sequences, split)
+    data = split_data(sequences, split, exclude_types)
+    repeats = data.repeat_targets
     counts = split_popularity(data, n_items)
     percentile = popularity_percentile(counts)
     slices = {ALL: np.ones(len(data.targets), bool)}
@@ -203,11 +221,12 @@ def evaluate_all(sequences: pd.DataFrame, n_items: int, ks: Sequence[int], score
     for model, score_fn in scorers.items():
         start = time.perf_counter()
         users = data.users if getattr(score_fn, "needs_users", False) else None
-        ranks, top = score_users(score_fn, data.inputs, data.targets, data.histories, n_items, batch_size,
+        ranks, top = score_users(score_fn, data.inputs, data.targets, data.excluded, n_items, batch_size,
                                  users, min(list_k, n_items))
         for name, mask in slices.items():
             selected = torch.as_tensor(mask)
-            metrics = {"users": float(mask.sum()), **ranking_metrics(ranks[selected], ks),
+            metrics = {"users": float(mask.sum()), "repeat_target_share": float(repeats[mask].mean()),
+                       **ranking_metrics(ranks[selected], ks),
                        **list_metrics(top[selected], n_items, percentile, list_k)}
             rows += [(model, name, metric, value) for metric, value in metrics.items()]
         rows.append((model, ALL, "seconds", time.perf_counter() - start))

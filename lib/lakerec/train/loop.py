@@ -41,11 +41,13 @@ class RankFailure(RuntimeError):
 
 
 def train_rank(train_urls: list[str], valid_urls: list[str], model_config: dict, conf: TrainConf,
-               checkpoint_dir: str, text: np.ndarray | None = None, progress: bool = False) -> dict:
+               checkpoint_dir: str, text: np.ndarray | None = None, progress: bool = False,
+               exclude_types: list[str] | None = None) -> dict:
     """Train on this rank's shard; returns its report (rank 0's also carries the best weights).
 
     text: [n_items + 1, text_dim] item text embeddings for a text-aware model (None: ID-only). `progress`: rank 0
-    draws a bar over the epochs on stderr (the driver decides: a rank's stderr is never a terminal)."""
+    draws a bar over the epochs on stderr (the driver decides: a rank's stderr is never a terminal).
+    exclude_types: score.exclude_event_types, so validation ranks under the serving rule as evaluation does."""
     import horovod.torch as hvd  # imported on the rank, where Horovod initialises
 
     hvd.init()
@@ -53,20 +55,21 @@ def train_rank(train_urls: list[str], valid_urls: list[str], model_config: dict,
         if os.environ.get(FAIL_RANK_ENV) == str(hvd.rank()):
             raise RankFailure(f"rank {hvd.rank()} fails on purpose ({FAIL_RANK_ENV})")
         return _train(hvd, train_urls, valid_urls, ModelConfig.from_dict(model_config), conf, Path(checkpoint_dir),
-                      text, progress)
+                      text, progress, exclude_types)
     finally:
         hvd.shutdown()
 
 
 def _train(hvd, train_urls: list[str], valid_urls: list[str], config: ModelConfig, conf: TrainConf,
-           checkpoint_dir: Path, text: np.ndarray | None = None, progress: bool = False) -> dict:
+           checkpoint_dir: Path, text: np.ndarray | None = None, progress: bool = False,
+           exclude_types: list[str] | None = None) -> dict:
     rank, size = hvd.rank(), hvd.size()
     device = _device(hvd)
     torch.set_num_threads(conf.threads or max(1, (os.cpu_count() or 1) // hvd.local_size()))
     start = time.perf_counter()
 
     shard = read_shard(train_urls, rank, size, config.max_len)
-    valid = read_valid_shard(valid_urls, rank, size, config.max_len)
+    valid = read_valid_shard(valid_urls, rank, size, config.max_len, exclude_types)
     steps = int(hvd.allreduce(torch.tensor(steps_for(len(shard), conf.batch_size)), op=hvd.Max, name="steps"))
     counts = None
     if conf.loss == "sampled":  # the proposal for negatives: training popularity over every rank's rows
@@ -159,7 +162,7 @@ def validate(hvd, model: SequenceEncoder, valid: ValidShard, n_items: int, name:
     if len(valid):
         device = next(model.parameters()).device
         ranks = rank_users(lambda x: model.user_vectors(x.to(device)) @ model.item_vectors().T,
-                           valid.inputs, valid.targets, valid.histories, n_items)
+                           valid.inputs, valid.targets, valid.excluded, n_items)
         m = ranking_metrics(ranks, [VALID_K])
         sums = torch.tensor([m[f"ndcg_{VALID_K}"] * len(valid), m[f"hr_{VALID_K}"] * len(valid), len(valid)],
                             dtype=torch.float64)
