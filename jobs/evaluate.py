@@ -52,7 +52,8 @@ def run(ctx: StageContext) -> StageResult:
 
     trained_on = meta["tags"].get(f"read.{T.SILVER_SEQUENCES}")  # the same users and splits it was validated on
     sequences = ctx.lake.read(T.SILVER_SEQUENCES, int(trained_on) if trained_on is not None else None)
-    rows = sequences.where(f"{T.TEST_TARGET} > 0").select(*EVAL_COLUMNS).toPandas()
+    columns = [c for c in EVAL_COLUMNS if c in sequences.columns]  # snapshots before history_types: no type filter
+    rows = sequences.where(f"{T.TEST_TARGET} > 0").select(*columns).toPandas()
     n_items, label = meta["n_items"], cfg.train.model
 
     scorers: dict[str, ScoreFn] = {label: model_scores(model)}
