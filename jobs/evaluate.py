@@ -78,7 +78,9 @@ def run(ctx: StageContext) -> StageResult:
     mlflow.log_metrics({k: v for k, v in metrics.items() if k not in headline})
     log_report(table, "test", extra)
     repeat_share = overall(table, label)["repeat_target_share"]
+    best_baseline = max((overall(table, b)[CHAMPION_METRIC] for b in baselines), default=float("nan"))
     return StageResult(metrics={**headline, "test_users": float(len(rows)), "repeat_target_share": repeat_share,
+                                "ndcg_10_vs_best_baseline": candidate / best_baseline if best_baseline else float("nan"),
                                 "model_version": int(version),
                                 "champion_promoted": float(promoted)})
 

@@ -226,13 +226,13 @@ class TrainConf(_Strict):
     layers: int = Field(2, ge=1)
     heads: int = Field(2, ge=1)
     dropout: float = Field(0.2, ge=0, lt=1)
-    epochs: int = Field(30, ge=1)
+    epochs: int = Field(200, ge=1)
     batch_size: int = Field(128, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(3e-3, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     warmup_steps: int = Field(100, ge=0)
     decay: Literal["cosine", "linear", "constant"] = "cosine"
-    patience: int = Field(5, ge=1)
+    patience: int = Field(20, ge=1)
     resume: bool = False
     ranks: int = Field(2, ge=1)
     threads: int | None = Field(None, ge=1)  # torch threads per rank; None: the machine's cores / local ranks

@@ -13,7 +13,8 @@ from lakerec.lake import Lake
 
 SUMMARY_TABLES = (T.BRONZE_EVENTS, T.BRONZE_QUARANTINE, T.SILVER_EVENTS, T.SILVER_SESSIONS, T.SILVER_ITEMS,
                   T.SILVER_ITEM_INDEX, T.SILVER_SEQUENCES, T.GOLD_TOPN)
-HEADLINE_METRICS = ("test.*.ndcg_10", "repeat_target_share", "users_scored")  # fnmatch: every model's NDCG@10
+# fnmatch patterns: every model's NDCG@10, the model's ratio to the best baseline, the share of repeat targets
+HEADLINE_METRICS = ("test.*.ndcg_10", "ndcg_10_vs_best_baseline", "repeat_target_share", "users_scored")
 
 
 def table_counts(lake: Lake) -> dict[str, tuple[int, int]]:

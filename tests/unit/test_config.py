@@ -9,7 +9,7 @@ def test_profile_overrides_base_and_set_overrides_profile():
     cfg = load_config("test", ["train.epochs=7"], conf_dir=CONF_DIR)
     assert cfg.train.epochs == 7            # --set wins
     assert cfg.train.dim == 16              # test profile over base (64)
-    assert cfg.train.lr == 0.001            # base
+    assert cfg.train.lr == 0.003            # base
     assert cfg.profile == "test"
 
 
