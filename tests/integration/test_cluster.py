@@ -19,6 +19,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # spark-submit may take 1500 s
 def test_pipeline_runs_on_a_standalone_cluster(tmp_path, spark):
     env = {**os.environ, "LAKEREC_MASTER_PORT": str(_free_port()), "SPARK_WORKER_CORES": "2",
            "SPARK_WORKER_MEMORY": "3g", "LAKEREC_VENV": str(REPO / ".venv")}

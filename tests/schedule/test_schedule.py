@@ -58,6 +58,7 @@ def test_a_daily_override_naming_an_unknown_param_is_rejected(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the Airflow install (minutes, once) + a 600 s probe
 def test_generated_dag_loads_in_a_real_airflow(tmp_path):
     """Airflow lives in its own venv (scripts/setup_airflow.sh: its pins clash with the stack's)."""
     venv = subprocess.run(["bash", str(REPO / "scripts/setup_airflow.sh")], capture_output=True, text=True)

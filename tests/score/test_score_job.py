@@ -21,8 +21,12 @@ from tests.data.helpers import event_rows, own_mlflow_store, sequential_historie
 N_USERS, N_ITEMS = 30, 20
 ITEM_IDS = [f"i{i:03d}" for i in range(N_ITEMS)]
 
+# The reader ends with os._exit(0) once its last line is flushed: a normal interpreter exit runs the C++ static
+# destructors of deltalake/pyarrow while their native worker threads may still be alive, and a std::thread
+# destroyed while joinable calls std::terminate ("terminate called without an active exception", SIGABRT; seen
+# once in CI, and reported for delta-rs at exit). The reader has nothing left to release, so it skips that teardown.
 READER = """
-import json, select, sys
+import json, os, select, sys
 import pyarrow.compute as pc
 from deltalake import DeltaTable
 
@@ -36,6 +40,8 @@ read()  # the first read tells the test the reader is up
 while not select.select([sys.stdin], [], [], 0)[0]:  # as fast as it can, until the test writes a line
     read()
 read()  # after the writes
+sys.stdout.flush()
+os._exit(0)
 """
 
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 from click.testing import CliRunner
@@ -82,17 +83,20 @@ def test_our_bars_reach_a_pipe_only_when_forced():
         assert ("train" in stream.getvalue() and "3/3" in stream.getvalue()) == drawn, conf
 
 
-_SLOW_JOB = textwrap.dedent("""
-    import sys, time
+_HELD_JOB = textwrap.dedent("""
+    import os, sys, time
     from lakerec.config import load_config
     from lakerec.spark import get_spark
-    cfg = load_config("test", sys.argv[1:], conf_dir={conf!r})
+    release = sys.argv[1]
+    cfg = load_config("test", sys.argv[2:], conf_dir={conf!r})
     spark = get_spark(cfg)
-    def slow(batches):
-        for b in batches:
-            time.sleep(2)
-            yield b
-    spark.range(2, numPartitions=2).mapInPandas(slow, "id long").count()
+    print("showConsoleProgress=" + spark.sparkContext.getConf().get("spark.ui.showConsoleProgress"), flush=True)
+    def held(batches):  # each task runs until the test says go (bounded), not for a guessed time
+        deadline = time.monotonic() + 240
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield from batches
+    spark.range(2, numPartitions=2).mapInPandas(held, "id long").count()
     spark.stop()
 """)
 
@@ -100,9 +104,33 @@ _SLOW_JOB = textwrap.dedent("""
 @pytest.mark.slow
 @pytest.mark.parametrize("progress, drawn", [("auto", False), ("always", True)])
 def test_spark_console_progress_reaches_a_pipe_only_when_forced(tmp_path, progress, drawn):
-    script = _SLOW_JOB.format(conf=str(CONF_DIR))
-    out = subprocess.run([sys.executable, "-c", script, f"lake.root={tmp_path}", f"log.progress={progress}"],
-                         cwd=REPO, capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "PYSPARK_PYTHON": sys.executable})
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert ("[Stage " in out.stderr) == drawn, out.stderr[-2000:]
+    """The job's tasks wait until the test releases them: once Spark's bar has reached the pipe (always), or at
+    once when the session says it has no console progress (auto on a pipe: Spark then builds no bar at all)."""
+    release = tmp_path / "release"
+    proc = subprocess.Popen([sys.executable, "-c", _HELD_JOB.format(conf=str(CONF_DIR)), str(release),
+                             f"lake.root={tmp_path}", f"log.progress={progress}"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYSPARK_PYTHON": sys.executable})
+    chunks: list[str] = []
+
+    def watch_stderr():  # the bar ends its lines with a carriage return: read raw chunks, not lines
+        for chunk in iter(lambda: os.read(proc.stderr.fileno(), 4096), b""):
+            chunks.append(chunk.decode(errors="replace"))
+            if "[Stage " in "".join(chunks[-2:]):
+                release.touch()
+
+    watcher = threading.Thread(target=watch_stderr, daemon=True)
+    watcher.start()
+    try:
+        setting = proc.stdout.readline().decode().strip()  # the session is up
+        if setting == "showConsoleProgress=false":
+            release.touch()
+        proc.wait(timeout=300)
+    finally:
+        release.touch()
+        proc.kill()
+    watcher.join(timeout=30)
+    stderr = "".join(chunks)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert setting == f"showConsoleProgress={str(drawn).lower()}", stderr[-2000:]
+    assert ("[Stage " in stderr) == drawn, stderr[-2000:]
