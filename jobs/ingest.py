@@ -13,12 +13,12 @@ from lakerec import tables as T
 from lakerec.config import CONTRACT_EVENT_FIELDS
 from lakerec.context import StageContext, StageResult
 from lakerec.etl.ingest import (
-    REASONS, SOURCE_EVENTS, bronze_events, check_accounting, commit_metadata, count_by_reason, ingested_files,
-    quarantine_rows, rows_of_files, slim_raw, validate_events,
+    REASONS, REQUIRED_EVENT_FIELDS, SOURCE_EVENTS, bronze_events, check_accounting, commit_metadata, count_by_reason,
+    ingested_files, quarantine_rows, rows_of_files, slim_raw, validate_events,
 )
 from lakerec.etl.sources import (
     REC, add_source_lines, batch_id_of, events_input_path, line_offsets, list_input_files, read_source,
-    wanted_columns,
+    required_columns, wanted_columns,
 )
 
 log = logging.getLogger("lakerec.ingest")
@@ -44,7 +44,8 @@ def run(ctx: StageContext) -> StageResult:
     # with the raw text kept for the bad rows only (the few quarantine needs): the counts, the quarantine and
     # bronze then read the cache, not the raw files again.
     offsets, rows_read = line_offsets(ctx.spark, new, source)
-    raw = read_source(ctx.spark, new, source, wanted_columns(source, CONTRACT_EVENT_FIELDS))
+    raw = read_source(ctx.spark, new, source, wanted_columns(source, CONTRACT_EVENT_FIELDS),
+                      required_columns(source, CONTRACT_EVENT_FIELDS, REQUIRED_EVENT_FIELDS))
     validated = validate_events(raw, source, cfg.etl, ingested_at).drop(REC)
     numbered = add_source_lines(slim_raw(validated), offsets).persist()
     quarantined = quarantine_rows(numbered, SOURCE_EVENTS, batch_id, ingested_at)

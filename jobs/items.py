@@ -7,8 +7,10 @@ from lakerec import tables as T
 from lakerec.config import CONTRACT_ITEM_FIELDS
 from lakerec.context import StageContext, StageResult
 from lakerec.etl.ingest import SOURCE_ITEMS, check_accounting, commit_metadata, count_by_reason, quarantine_rows
-from lakerec.etl.items import ITEM_REASONS, latest_items, validate_items
-from lakerec.etl.sources import add_source_lines, items_input_path, list_input_files, read_source, wanted_columns
+from lakerec.etl.items import ITEM_REASONS, REQUIRED_ITEM_FIELDS, latest_items, validate_items
+from lakerec.etl.sources import (
+    add_source_lines, items_input_path, list_input_files, read_source, required_columns, wanted_columns,
+)
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -17,7 +19,8 @@ def run(ctx: StageContext) -> StageResult:
     files = list_input_files(ctx.spark, items_input_path(cfg))
     if not files:
         return StageResult(skipped=f"no item files at {items_input_path(cfg)}")
-    raw = read_source(ctx.spark, files, source, wanted_columns(source, CONTRACT_ITEM_FIELDS)).persist()
+    raw = read_source(ctx.spark, files, source, wanted_columns(source, CONTRACT_ITEM_FIELDS),
+                      required_columns(source, CONTRACT_ITEM_FIELDS, REQUIRED_ITEM_FIELDS)).persist()
     validated = add_source_lines(validate_items(raw, source)).persist()
     items = latest_items(validated).persist()
     try:

@@ -19,9 +19,12 @@ def test_demo_lines_are_all_accounted_for_with_every_reason(demo_lake):
     assert got["rows_read"] == made["lines"]
     assert got["rows_read"] == got["rows_bronze"] + got["rows_quarantined"]
     # the demo's dirt kinds are the reasons, except its two kinds of impossible time
-    expected = {reason: made.get(f"dirt.{reason}", 0) for reason in REASONS}
+    delimited_only = (R.MISSING_COLUMN, R.WRONG_FIELD_COUNT)  # the demo is JSON Lines: no columns, no field count
+    jsonl_reasons = [r for r in REASONS if r not in delimited_only]
+    expected = {reason: made.get(f"dirt.{reason}", 0) for reason in jsonl_reasons}
     expected[R.IMPOSSIBLE_TIMESTAMP] = made["dirt.too_old"] + made["dirt.future"]
-    for reason in REASONS:
+    assert all(got[f"quarantined.{reason}"] == 0 for reason in delimited_only)
+    for reason in jsonl_reasons:
         assert got[f"quarantined.{reason}"] == expected[reason] >= 1, reason
     kept_dirt = ("duplicate", "retry", "bot")  # valid rows: silver drops them
     assert got["rows_bronze"] == made["clean_events"] + sum(made[f"dirt.{k}"] for k in kept_dirt)
@@ -105,21 +108,23 @@ def test_csv_gzip_with_mapping_and_constants(tmp_path, spark):
                 "u3;p3;soon;1\n"                     # bad_timestamp
                 ";p4;1762000000;1\n"                 # missing_user_id
                 "u5;p5;1762000000;x\n"               # wrong_type
-                "u6;p6;1762000000\n")                # a field short: malformed
+                "u6;p6;1762000000\n"                 # a field short: wrong_field_count
+                "u7;p7;1762000000;1;extra\n")       # a field too many: wrong_field_count
     cfg = etl_cfg(tmp_path / "lake", f"input.events.path={path}", "input.events.format=csv",
                   "input.events.delimiter=';'", "input.events.mapping={user_id: uid, item_id: product, ts: when, "
                   "value: amount}", "input.events.constants={event_type: click}")
     result = run_job(jobs.ingest, cfg, spark)
     m = result.metrics
-    assert (m["rows_read"], m["rows_bronze"], m["rows_quarantined"]) == (6, 2, 4)
+    assert (m["rows_read"], m["rows_bronze"], m["rows_quarantined"]) == (7, 2, 5)
     assert (m["quarantined.bad_timestamp"], m["quarantined.missing_user_id"], m["quarantined.wrong_type"],
-            m["quarantined.malformed"]) == (1, 1, 1, 1)
+            m["quarantined.wrong_field_count"], m["quarantined.malformed"]) == (1, 1, 1, 2, 0)
     rows = Lake(cfg.lake.root, spark).read(T.BRONZE_EVENTS).orderBy(T.USER_ID).collect()
     assert [(r.user_id, r.item_id, r.event_type, r.value) for r in rows] == [("u1", "p1", "click", 2.5),
                                                                             ("u2", "p;2", "click", None)]
     assert rows[0].ts.isoformat() == "2026-11-01T09:00:00" and rows[1].event_id is None
     quarantined = Lake(cfg.lake.root, spark).read(T.BRONZE_QUARANTINE)
-    assert quarantined.where(F.col(T.REASON) == "malformed").first().raw == "u6;p6;1762000000"  # the line as read
+    short = quarantined.where(F.col(T.REASON) == "wrong_field_count").orderBy(T.SOURCE_LINE).collect()
+    assert [r.raw for r in short] == ["u6;p6;1762000000", "u7;p7;1762000000;1;extra"]  # the lines as read
 
 
 def test_tsv_without_header_names_columns_in_config(tmp_path, spark):
@@ -195,6 +200,34 @@ def test_each_reason_on_jsonl(tmp_path, spark):
     assert lake.read(T.BRONZE_QUARANTINE).where(F.col(T.SOURCE_LINE) == 4).first().raw == cases[3][0]
 
 
+def test_a_json_line_must_hold_exactly_one_object(tmp_path, spark):
+    """Jackson stops after the first value: glued objects or trailing text must not keep the first and drop the rest."""
+    ok = json.dumps(_event(1))
+    lines = [
+        ok,
+        ok + json.dumps(_event(2)),          # two glued objects: the second must not vanish
+        ok + " trailing garbage",
+        "{}{}",
+        "{}\x01\x02binary",
+        ok + "],[" + json.dumps(_event(3)),  # text that closes a wrapping array early
+        ok + ",0],[x",
+        ok + ", " + json.dumps(_event(4)),   # two values, comma-separated
+        " " + json.dumps(_event(5)) + " \t",  # surrounding whitespace is fine
+        '{"user_id": "u1", "nested": {"a": [1, {"b": "}{"}]}, "item_id": "i6", "event_type": "view", '
+        '"ts": 1762000000}',                # braces inside strings and nesting are fine
+    ]
+    raw = tmp_path / "drops" / "glued.jsonl"
+    raw.parent.mkdir()
+    raw.write_text("\n".join(lines) + "\n")
+    cfg = etl_cfg(tmp_path / "lake", f"input.events.path={raw}", "etl.gates.max_quarantine_share=1.0")
+    m = run_job(jobs.ingest, cfg, spark).metrics
+    assert (m["rows_read"], m["rows_bronze"], m["quarantined.malformed"]) == (10, 3, 7)
+    lake = Lake(cfg.lake.root, spark)
+    assert sorted(r.source_line for r in lake.read(T.BRONZE_EVENTS).collect()) == [1, 9, 10]
+    q = {r.source_line: (r.reason, r.raw) for r in lake.read(T.BRONZE_QUARANTINE).collect()}
+    assert q == {line: (R.MALFORMED, lines[line - 1]) for line in range(2, 9)}  # the raw text kept as read
+
+
 def test_source_event_types_named_in_the_type_map_reach_silver_mapped(tmp_path, spark):
     """Ingest lets a mapped source type through (silver maps it); a type in neither list is quarantined."""
     import jobs.silver
@@ -209,3 +242,40 @@ def test_source_event_types_named_in_the_type_map_reach_silver_mapped(tmp_path, 
     assert lake.read(T.BRONZE_QUARANTINE).first()[T.REASON] == R.UNKNOWN_EVENT_TYPE
     run_job(jobs.silver, cfg, spark)
     assert sorted(r[0] for r in lake.read(T.SILVER_EVENTS).select(T.EVENT_TYPE).collect()) == ["view", "view"]
+
+
+def test_csv_columns_are_read_by_each_files_own_header(tmp_path, spark):
+    """Two files of one drop order their columns differently: every bronze field in its place, no header as data."""
+    drops = tmp_path / "drops"
+    drops.mkdir()
+    (drops / "a.csv").write_text("event_id,user_id,item_id,event_type,ts\n"
+                                 "ea1,alice,book1,view,1762000000\n")
+    (drops / "b.csv").write_text("\ufeffevent_id,item_id,user_id,event_type,ts\n"   # a BOM before the header
+                                 "eb1,book2,bob,click,1762000060\n"
+                                 "eb2,book3,bob,view\n")                             # a field short
+    cfg = etl_cfg(tmp_path / "lake", f"input.events.path={drops}", "input.events.format=csv",
+                  "etl.gates.max_quarantine_share=1.0")
+    m = run_job(jobs.ingest, cfg, spark).metrics
+    lake = Lake(cfg.lake.root, spark)
+    bronze = lake.read(T.BRONZE_EVENTS).collect()
+    rows = {r.event_id: (r.user_id, r.item_id, r.event_type, r.source_line) for r in bronze}
+    assert rows == {"ea1": ("alice", "book1", "view", 2), "eb1": ("bob", "book2", "click", 2)}
+    assert (m["rows_read"], m["rows_bronze"], m["rows_quarantined"], m["quarantined.wrong_field_count"]) == (3, 2, 1, 1)
+    q = lake.read(T.BRONZE_QUARANTINE).collect()
+    assert [(r.raw, r.source_line) for r in q] == [("eb2,book3,bob,view", 3)]
+
+
+def test_a_csv_file_lacking_a_required_column_is_quarantined_whole(tmp_path, spark):
+    """Not read by position: a file whose header has no user_id puts every row in quarantine as missing_column."""
+    drops = tmp_path / "drops"
+    drops.mkdir()
+    (drops / "a.csv").write_text("user_id,item_id,event_type,ts\nu1,i1,view,1762000000\n")
+    (drops / "b.csv").write_text("uid,item_id,event_type,ts\nu2,i2,view,1762000000\nu3,i3,view,1762000060\n")
+    cfg = etl_cfg(tmp_path / "lake", f"input.events.path={drops}", "input.events.format=csv",
+                  "etl.gates.max_quarantine_share=1.0")
+    m = run_job(jobs.ingest, cfg, spark).metrics
+    assert (m["rows_read"], m["rows_bronze"], m["quarantined.missing_column"]) == (3, 1, 2)
+    q = Lake(cfg.lake.root, spark).read(T.BRONZE_QUARANTINE).orderBy(T.SOURCE_LINE).collect()
+    assert [(r.source_file.rsplit("/", 1)[-1], r.source_line, r.raw, r.reason) for r in q] == [
+        ("b.csv", 2, "u2,i2,view,1762000000", R.MISSING_COLUMN),
+        ("b.csv", 3, "u3,i3,view,1762000060", R.MISSING_COLUMN)]

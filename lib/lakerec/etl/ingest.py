@@ -93,7 +93,7 @@ def validate_events(raw: DataFrame, source: SourceConf, etl: EtlConf, ingested_a
     structured = source.format in ("jsonl", "parquet")
     earliest = F.lit(etl.valid_from).cast("timestamp")
     latest = F.lit(ingested_at + timedelta(minutes=etl.max_future_minutes)).cast("timestamp")
-    reason = F.when(F.col(MALFORMED), R.MALFORMED)
+    reason = F.when(F.col(MALFORMED).isNotNull(), F.col(MALFORMED))
     for field in (T.USER_ID, T.ITEM_ID):
         reason = reason.when(F.col(field).isNull(), R.MISSING[field])
     for field in (T.EVENT_TYPE, T.TS):

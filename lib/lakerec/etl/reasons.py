@@ -3,7 +3,10 @@
 A row gets the first reason that applies (QUARANTINE_REASONS order), so each row is counted once.
 """
 
-MALFORMED = "malformed"                        # a cut or unparsable line, a blank line, a JSON value that is no object
+MALFORMED = "malformed"                        # a cut or unparsable line, a blank line, a JSON value that is no object,
+                                               # a JSON line holding more than one value or text after its object
+MISSING_COLUMN = "missing_column"              # csv/tsv: the row's file has no column for a required or mapped field
+WRONG_FIELD_COUNT = "wrong_field_count"        # csv/tsv: a row with more or fewer fields than its header (columns)
 MISSING_USER_ID = "missing_user_id"            # the field is absent or null (blank for event_type and ts)
 MISSING_ITEM_ID = "missing_item_id"
 MISSING_EVENT_TYPE = "missing_event_type"
@@ -18,6 +21,6 @@ UNKNOWN_EVENT_TYPE = "unknown_event_type"      # not in etl.event_types nor a ke
 MISSING = {"user_id": MISSING_USER_ID, "item_id": MISSING_ITEM_ID, "event_type": MISSING_EVENT_TYPE,
            "ts": MISSING_TS}
 QUARANTINE_REASONS = (
-    MALFORMED, MISSING_USER_ID, MISSING_ITEM_ID, MISSING_EVENT_TYPE, MISSING_TS, WRONG_TYPE, EMPTY_ID,
-    ID_TOO_LONG, BAD_TIMESTAMP, IMPOSSIBLE_TIMESTAMP, UNKNOWN_EVENT_TYPE,
+    MISSING_COLUMN, MALFORMED, WRONG_FIELD_COUNT, MISSING_USER_ID, MISSING_ITEM_ID, MISSING_EVENT_TYPE, MISSING_TS,
+    WRONG_TYPE, EMPTY_ID, ID_TOO_LONG, BAD_TIMESTAMP, IMPOSSIBLE_TIMESTAMP, UNKNOWN_EVENT_TYPE,
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import logging
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -16,10 +17,13 @@ from pyspark.sql import types as ST
 
 from lakerec import tables as T
 from lakerec.config import Config, ConfigError, SourceConf
+from lakerec.etl import reasons as R
+
+log = logging.getLogger("lakerec.ingest")
 
 # columns of what `read_source` returns, beside T.RAW and T.SOURCE_FILE
 REC = "_rec"              # struct of the source's columns, all strings
-MALFORMED = "_malformed"  # the row could not be parsed (truncated JSON, wrong number of fields, blank line)
+MALFORMED = "_malformed"  # why the row could not be parsed (a `reasons` constant), null when it was
 POS = "_pos"              # increases with the position in a file: "the later row" for last-one-wins rules
 SPLIT = "_split"          # where the file split holding the row starts (bytes): text files may be split
 HEADER = "_header"        # csv/tsv with a header: 1 (the header line precedes every data row), else 0
@@ -77,14 +81,17 @@ def batch_id_of(spark: SparkSession, files: list[str]) -> str:
     return digest.hexdigest()[:20]
 
 
-def read_source(spark: SparkSession, files: list[str], conf: SourceConf, wanted: list[str]) -> DataFrame:
-    """Rows of `files` in `conf.format`: columns raw, source_file, _malformed, _pos, _split, _header and _rec
-    (source columns as strings), plus source_line for Parquet (text formats: see `add_source_lines`).
+def read_source(spark: SparkSession, files: list[str], conf: SourceConf, wanted: list[str],
+                required: list[str] = ()) -> DataFrame:
+    """Rows of `files` in `conf.format`: columns raw, source_file, _malformed (a reason), _pos, _split, _header and
+    _rec (source columns as strings), plus source_line for Parquet (text formats: see `add_source_lines`).
     `wanted` names the source columns a JSON record is asked for (JSON has no header).
 
     jsonl and csv/tsv are read as text lines (gzip transparently, decoded with `conf.encoding`) and parsed with
     an all-string schema, so nothing is coerced before validation and the raw line survives. csv/tsv column
-    names come from `conf.columns`, else the header line (every file must start with the same header).
+    names come from `conf.columns`, else from each file's own header line (files may order columns differently);
+    the rows of a file whose header lacks one of the `required` columns are `missing_column`, never read by
+    position.
     """
     if not files:
         raise ValueError("read_source needs at least one file")
@@ -93,8 +100,8 @@ def read_source(spark: SparkSession, files: list[str], conf: SourceConf, wanted:
     lines = _read_lines(spark, files, conf.encoding)
     if conf.format == "jsonl":
         return _parse_json(lines, wanted)
-    header = _first_line(spark, files[0], conf.encoding) if conf.header else None
-    return _parse_delimited(lines, header, conf)
+    headers = file_headers(spark, files, conf.encoding) if conf.header else {}
+    return _parse_delimited(lines, files, headers, conf, required)
 
 
 def add_source_lines(df: DataFrame, offsets: Column | None = None) -> DataFrame:
@@ -140,8 +147,8 @@ def line_offsets(spark: SparkSession, files: list[str], conf: SourceConf) -> tup
     if conf.format == "parquet":
         return None, spark.read.parquet(*files).count()
     lines = _read_lines(spark, files, conf.encoding)
-    header = _first_line(spark, files[0], conf.encoding) if conf.format != "jsonl" and conf.header else None
-    is_header = _is_header(header) if header is not None else F.lit(False)
+    headers = file_headers(spark, files, conf.encoding) if conf.format != "jsonl" and conf.header else {}
+    is_header = _is_header(headers) if headers else F.lit(False)
     rows = lines.groupBy(T.SOURCE_FILE, SPLIT).agg(
         F.min(POS).alias("_first"), F.count(F.lit(1)).alias("_n"), F.sum(is_header.cast("long")).alias("_headers")
     ).collect()
@@ -185,6 +192,12 @@ def to_contract(df: DataFrame, conf: SourceConf, fields: tuple[str, ...], requir
     return df.select("*", *out)
 
 
+def required_columns(conf: SourceConf, fields: tuple[str, ...], required: tuple[str, ...]) -> list[str]:
+    """The source columns every file must have: those of `required` fields and of mapped ones (not constants)."""
+    return [conf.source_column(f) for f in fields
+            if f not in conf.constants and (f in conf.mapping or f in required)]
+
+
 def wanted_columns(conf: SourceConf, fields: tuple[str, ...]) -> list[str]:
     """The source columns the contract fields (and category flags) are read from."""
     names = [conf.source_column(f) for f in fields if f not in conf.constants]
@@ -204,12 +217,32 @@ def _read_lines(spark: SparkSession, files: list[str], encoding: str) -> DataFra
                         F.col("_metadata.file_block_start").alias(SPLIT))
 
 
-def _first_line(spark: SparkSession, file: str, encoding: str) -> str:
-    """The header: a file's first line (its first split holds it), without a byte-order mark."""
-    first = spark.read.text(file).select(_decoded(encoding)).first()
-    if first is None:
-        raise ValueError(f"{file} is empty: no header line")
-    return first[0].lstrip("\ufeff")
+def file_headers(spark: SparkSession, files: list[str], encoding: str) -> dict[str, str]:
+    """Each non-empty file's first line (its header), without a byte-order mark, by the file's qualified name (as
+    rows spell their source_file).
+
+    Read through Hadoop's FileSystem and codecs (object stores and gzip as Spark reads them), one short stream a
+    file and no Spark job: the first line only, however big the file.
+    """
+    jvm = spark._jvm
+    conf = spark._jsc.hadoopConfiguration()
+    codecs_ = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(conf)
+    headers = {}
+    for name in files:
+        fs = jvm.org.apache.hadoop.fs.Path(name).getFileSystem(conf)
+        path = fs.makeQualified(jvm.org.apache.hadoop.fs.Path(name))
+        stream = fs.open(path)
+        codec = codecs_.getCodec(path)
+        if codec is not None:
+            stream = codec.createInputStream(stream)
+        reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, _spark_charset(encoding)))
+        try:
+            line = reader.readLine()
+        finally:
+            reader.close()
+        if line is not None:
+            headers[path.toString()] = line.lstrip("\ufeff")
+    return headers
 
 
 def _decoded(encoding: str) -> Column:
@@ -221,37 +254,98 @@ def _decoded(encoding: str) -> Column:
     return value.alias(T.RAW)
 
 
-def _is_header(header: str) -> Column:
-    """The line is the header (a byte-order mark aside)."""
-    return F.regexp_replace(T.RAW, "^\ufeff", "") == F.lit(header)
+def _is_header(headers: dict[str, str]) -> Column:
+    """The line is its file's header (a byte-order mark aside)."""
+    own = _literal_map(headers)[F.col(T.SOURCE_FILE)]
+    return F.coalesce(F.regexp_replace(T.RAW, "^\ufeff", "") == own, F.lit(False))
+
+
+def _literal_map(mapping: dict) -> Column:
+    return F.create_map(*(F.lit(x) for kv in mapping.items() for x in kv))
 
 
 def _parse_json(lines: DataFrame, wanted: list[str]) -> DataFrame:
-    """from_json with every wanted key as a string (numbers and lists keep their JSON text)."""
+    """from_json with every wanted key as a string (numbers and lists keep their JSON text); a line that is not
+    exactly one JSON object is malformed."""
     schema = ST.StructType([ST.StructField(c, ST.StringType()) for c in wanted + [_CORRUPT]])
     parsed = F.from_json(T.RAW, schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT})
     df = lines.withColumn("_parsed", parsed)
     # a blank line parses to null; a broken one fills the corrupt column; a JSON array is not a record either
-    malformed = F.col("_parsed").isNull() | F.col(f"_parsed.{_CORRUPT}").isNotNull()
+    malformed = F.col("_parsed").isNull() | F.col(f"_parsed.{_CORRUPT}").isNotNull() | ~_one_json_value(T.RAW)
     record = F.struct(*(F.col("_parsed").getField(c).alias(c) for c in wanted))
-    return df.select(T.RAW, T.SOURCE_FILE, malformed.alias(MALFORMED), POS, SPLIT, F.lit(0).alias(HEADER),
-                     record.alias(REC))
+    return df.select(T.RAW, T.SOURCE_FILE, F.when(malformed, R.MALFORMED).alias(MALFORMED), POS, SPLIT,
+                     F.lit(0).alias(HEADER), record.alias(REC))
 
 
-def _parse_delimited(lines: DataFrame, header: str | None, conf: SourceConf) -> DataFrame:
-    """from_csv with an all-string schema; a line with too few or too many fields is malformed."""
-    columns = _delimited_columns(header, conf)
-    schema = ", ".join(f"`{c}` string" for c in [*columns, _CORRUPT])
+def _one_json_value(raw: str) -> Column:
+    """The text is exactly one JSON value, nothing after it.
+
+    from_json (Jackson) stops at the end of the first value and ignores what follows, so `{..}{..}` would keep
+    the first object and drop the second. Wrapped as `[text]` the text must count as one array element, and as
+    `[text,0]` as two: text that closes the wrapper early (`{..}],[{..}`) ends the array at the same place in
+    both, so the two counts would be equal; only text that is one whole value passes both.
+    """
+    def elements(suffix: str) -> Column:
+        return F.json_array_length(F.concat(F.lit("["), F.col(raw), F.lit(suffix)))
+
+    return F.coalesce((elements("]") == 1) & (elements(",0]") == 2), F.lit(False))
+
+
+def _parse_delimited(lines: DataFrame, files: list[str], headers: dict[str, str], conf: SourceConf,
+                     required: list[str]) -> DataFrame:
+    """from_csv with an all-string schema, columns named by each file's layout (its header, or `columns`).
+
+    A line with too few or too many fields is `wrong_field_count`, a blank line `malformed`; every row of a
+    file whose layout lacks a `required` column is `missing_column`. Files sharing a layout share one parse:
+    with several layouts each row is parsed once, by its own file's layout only.
+    """
+    layout_of = _layouts(files, headers, conf)
+    layouts = list(dict.fromkeys(layout_of.values()))
+    if not layouts:
+        raise ValueError(f"no {conf.format} file has a header line: {files}")
+    names = list(dict.fromkeys(c for layout in layouts for c in layout))
+    if headers:
+        lines = lines.where(~_is_header(headers))  # a header line is never a data row
     options = {"sep": conf.sep, "mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT}
-    if header is not None:
-        # header lines are not data rows: every file repeats the same one
-        lines = lines.where(~_is_header(header))
-    df = lines.withColumn("_parsed", F.from_csv(F.col(T.RAW), schema, options))
-    malformed = (F.trim(F.col(T.RAW)) == "") | F.col(f"_parsed.{_CORRUPT}").isNotNull()
-    record = F.struct(*(F.col("_parsed").getField(c).alias(c) for c in columns))
-    header_lines = F.lit(0 if header is None else 1)
+    which = _literal_map({f: layouts.index(layout) for f, layout in layout_of.items()})[F.col(T.SOURCE_FILE)]
+    df = lines
+    for k, layout in enumerate(layouts):
+        schema = ", ".join(f"`{c}` string" for c in [*layout, _CORRUPT])
+        parsed = F.from_csv(F.col(T.RAW), schema, options)
+        df = df.withColumn(f"_p{k}", parsed if len(layouts) == 1 else F.when(which == k, parsed))
+
+    def field(c: str) -> Column:
+        return F.coalesce(*(F.col(f"_p{k}").getField(c) for k, layout in enumerate(layouts)
+                            if c in (*layout, _CORRUPT)))
+
+    lacking = [k for k, layout in enumerate(layouts) if not set(required) <= set(layout)]
+    _warn_lacking(layout_of, required)
+    malformed = (F.when(F.trim(F.col(T.RAW)) == "", R.MALFORMED)
+                 .when(field(_CORRUPT).isNotNull(), R.WRONG_FIELD_COUNT))
+    if lacking:  # the whole file, before any row-level reason
+        malformed = F.when(which.isin(lacking), R.MISSING_COLUMN).otherwise(malformed)
+    record = F.struct(*(field(c).alias(c) for c in names))
+    header_lines = F.lit(1 if conf.header else 0)
     return df.select(T.RAW, T.SOURCE_FILE, malformed.alias(MALFORMED), POS, SPLIT, header_lines.alias(HEADER),
                      record.alias(REC))
+
+
+def _layouts(files: list[str], headers: dict[str, str], conf: SourceConf) -> dict[str, tuple[str, ...]]:
+    """file -> its column names: `columns` when given (they rename every header), else the file's own header."""
+    if conf.columns:
+        return {f: tuple(conf.columns) for f in files}
+    if not conf.header:
+        raise ConfigError(f"a {conf.format} source without a header needs `columns` (the names, in order)")
+    split = (lambda h: next(csv.reader([h], delimiter=conf.sep))) if len(conf.sep) == 1 else (
+        lambda h: h.split(conf.sep))
+    return {f: tuple(split(h)) for f, h in headers.items()}
+
+
+def _warn_lacking(layout_of: dict[str, tuple[str, ...]], required: list[str]) -> None:
+    for f, layout in layout_of.items():
+        missing = [c for c in required if c not in layout]
+        if missing:
+            log.warning("%s lacks column(s) %s: its rows are quarantined as missing_column", f, missing)
 
 
 def _read_parquet(spark: SparkSession, files: list[str]) -> DataFrame:
@@ -265,22 +359,13 @@ def _read_parquet(spark: SparkSession, files: list[str]) -> DataFrame:
     return df.select(
         F.to_json(F.struct(*(F.col(f"`{c}`") for c in df.columns))).alias(T.RAW),
         _source_file(),
-        F.lit(False).alias(MALFORMED),
+        F.lit(None).cast("string").alias(MALFORMED),
         F.monotonically_increasing_id().alias(POS),
         F.lit(0).cast("long").alias(SPLIT),
         F.lit(0).alias(HEADER),
         F.struct(*as_text).alias(REC),
         (F.col("_metadata.row_index") + 1).alias(T.SOURCE_LINE),
     )
-
-
-def _delimited_columns(header: str | None, conf: SourceConf) -> list[str]:
-    """`columns` when given (they rename a header), else the header's names."""
-    if conf.columns:
-        return list(conf.columns)
-    if header is None:
-        raise ConfigError(f"a {conf.format} source without a header needs `columns` (the names, in order)")
-    return next(csv.reader([header], delimiter=conf.sep)) if len(conf.sep) == 1 else header.split(conf.sep)
 
 
 def _source_file() -> Column:
