@@ -15,7 +15,7 @@ ML-100K: RecBole SASRec runs in its own venv (benchmarks/peers/setup_recbole.sh)
 Prints the split check, the table, the paired test, and as its last line
 `dataset=... ndcg10=... ndcg10_sd=... best_baseline_ndcg10=... ratio_vs_best_baseline=... published_best_ndcg10=...
 ratio_vs_published=... time_ratio_vs_recbole=...` (nan where not applicable).
-Reads ../shared/data (licensed, never copied here); exits with a clear message where it is absent.
+Reads ../shared/data, or $LAKEREC_SHARED_DATA (licensed, never copied here); exits with a clear message where it is absent.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import argparse
 import io
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -34,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))
 import protocol as P  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
+SHARED = Path(os.environ.get("LAKEREC_SHARED_DATA", REPO.parent / "shared" / "data"))  # a worktree elsewhere: set it
 PEER_SCRIPT = REPO / "benchmarks" / "peers" / "recbole_sasrec.py"
 PEER_PYTHON = Path.home() / ".cache" / "lakerec" / "recbole-venv" / "bin" / "python"
 PEER_CACHE = Path.home() / ".cache" / "lakerec" / "peers"
