@@ -312,6 +312,8 @@ def main() -> int:
         stats = convert(ds.data, raw / "events" / "events.csv", raw / "items" / "items.csv")
         print(f"converted: {stats}")
         overrides = [f"input.events.path={raw / 'events'}", f"input.items.path={raw / 'items'}", *overrides]
+    if ds.name == "ml100k":  # the shipped ../shared paths only resolve from a checkout beside shared/
+        overrides = [f"input.events.path={ds.data}", f"input.items.path={ds.data.with_name('u.item')}", *overrides]
     configs = [ds.config, *args.configs]
     uri = f"sqlite:///{lake}/mlflow.db"
 
