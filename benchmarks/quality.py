@@ -15,7 +15,8 @@ ML-100K: RecBole SASRec runs in its own venv (benchmarks/peers/setup_recbole.sh)
 Prints the split check, the table, the paired test, and as its last line
 `dataset=... ndcg10=... ndcg10_sd=... best_baseline_ndcg10=... ratio_vs_best_baseline=... published_best_ndcg10=...
 ratio_vs_published=... time_ratio_vs_recbole=...` (nan where not applicable).
-Reads ../shared/data, or $LAKEREC_SHARED_DATA (licensed, never copied here); exits with a clear message where it is absent.
+Reads ../shared/data, or $LAKEREC_SHARED_DATA (licensed, never copied here); exits with a clear message where it
+is absent.
 """
 from __future__ import annotations
 
@@ -268,7 +269,8 @@ def paired_over_seeds(frames: list, model: str, baseline: str):
 
     joined = None
     for i, frame in enumerate(frames):
-        part = frame[["user_id"]].assign(**{f"a{i}": per_user_ndcg(frame[model]), f"b{i}": per_user_ndcg(frame[baseline])})
+        part = frame[["user_id"]].assign(**{f"a{i}": per_user_ndcg(frame[model]),
+                                            f"b{i}": per_user_ndcg(frame[baseline])})
         joined = part if joined is None else joined.merge(part, on="user_id")
     a = joined[[c for c in joined if c.startswith("a")]].mean(axis=1)
     b = joined[[c for c in joined if c.startswith("b")]].mean(axis=1)

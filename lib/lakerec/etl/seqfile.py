@@ -21,7 +21,8 @@ COLUMNS = ("event_id", "user_id", "item_id", "event_type", "ts")
 ITEM_COLUMNS = ("item_id", "title")
 
 
-def convert(src: str | Path, dst: str | Path, items_dst: str | Path | None = None, start: str = "2000-01-01T00:00:00Z", step_minutes: int = 60,
+def convert(src: str | Path, dst: str | Path, items_dst: str | Path | None = None,
+            start: str = "2000-01-01T00:00:00Z", step_minutes: int = 60,
             event_type: str = "purchase") -> dict[str, int]:
     """Write DST (CSV with a header, COLUMNS) from SRC; returns users, interactions (events written) and the
     longest history. A line with a user but no item is an error: it would silently vanish."""
