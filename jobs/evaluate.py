@@ -14,8 +14,8 @@ from lakerec.context import StageContext, StageResult, log_params
 from lakerec.evaluate import baselines as B
 from lakerec.evaluate.champion import (CHAMPION, CHAMPION_METRIC, aligned_scores, current_champion,
                                        promote_if_better)
-from lakerec.evaluate.metrics import EVAL_COLUMNS, ScoreFn, evaluate_all, model_scores, overall
-from lakerec.evaluate.report import log_report, metric_names
+from lakerec.evaluate.metrics import EVAL_COLUMNS, ScoreFn, evaluate_all, model_scores, overall, split_data
+from lakerec.evaluate.report import log_ranks, log_report, metric_names
 from lakerec.models.registry import load_model, resolve_version
 
 HEADLINE = ("hr_10", "ndcg_10", "mrr_10", "coverage_10")  # per model in the stage result; the rest goes to MLflow
@@ -63,8 +63,11 @@ def run(ctx: StageContext) -> StageResult:
         scorers[CHAMPION] = aligned_scores(champion_model, champion_meta["item_ids"], meta["item_ids"])
     exclude_types = cfg.score.exclude_event_types  # the serving rule: rank what scoring would recommend
     baselines, extra = baseline_scorers(ctx.spark, rows, n_items, conf, exclude_types)
+    ranks: dict = {}
     table = evaluate_all(rows, n_items, conf.ks, {**scorers, **baselines}, "test", conf.batch_size,
-                         head_share=conf.head_share, length_edges=conf.length_edges, exclude_types=exclude_types)
+                         head_share=conf.head_share, length_edges=conf.length_edges, exclude_types=exclude_types,
+                         ranks_out=ranks)
+    log_ranks(split_data(rows, "test", exclude_types).users, ranks, "test")
 
     candidate = overall(table, label)[CHAMPION_METRIC]
     champion_score = overall(table, CHAMPION)[CHAMPION_METRIC] if CHAMPION in scorers else None

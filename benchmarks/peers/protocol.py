@@ -1,6 +1,6 @@
 """The evaluation protocol every model of the quality benchmark is held to, in plain Python + torch.
 
-Imported by the RecBole script (inside RecBole's own venv) and by benchmarks/quality_ml100k.py (inside
+Imported by the RecBole script (inside RecBole's own venv) and by benchmarks/quality.py (inside
 lakerec's), so both sides split and rank exactly alike:
 - every rating is an interaction; a user's history is ordered by timestamp, ties by line order in u.data;
 - leave-one-out: the last item is the test target, the second-last the validation target;

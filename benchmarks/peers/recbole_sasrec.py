@@ -2,7 +2,7 @@
 
     ~/.cache/lakerec/recbole-venv/bin/python benchmarks/peers/recbole_sasrec.py --data DIR/u.data --out X.json
 
-Runs inside RecBole's own venv (benchmarks/peers/setup_recbole.sh). benchmarks/quality_ml100k.py calls it and
+Runs inside RecBole's own venv (benchmarks/peers/setup_recbole.sh). benchmarks/quality.py calls it and
 caches the JSON; run by hand only to look at one run.
 
 The atomic file RecBole reads carries the protocol's order (write_atomic says why not the raw timestamps);

@@ -95,3 +95,17 @@ def test_validation_shard_excludes_what_scoring_would(tmp_path):
     urls = petastorm_urls([str(tmp_path / "seq.parquet")])
     assert [h.tolist() for h in read_valid_shard(urls, 0, 1, 3, ["purchase"]).excluded] == [[2]]
     assert [h.tolist() for h in read_valid_shard(urls, 0, 1, 3).excluded] == [[1, 2]]
+
+
+def test_window_order_does_not_depend_on_the_files_physical_order(tmp_path):
+    rows = [([0, i % 7, i], [i % 7, i, i + 1]) for i in range(1, 40)]  # repeated first items: ties to break
+    one = write_file(tmp_path / "one.parquet", [x for x, _ in rows], [y for _, y in rows])
+    shuffled = [rows[i] for i in np.random.default_rng(3).permutation(len(rows))]
+    b = write_file(tmp_path / "b.parquet", [x for x, _ in shuffled[:15]], [y for _, y in shuffled[:15]])
+    a = write_file(tmp_path / "a.parquet", [x for x, _ in shuffled[15:]], [y for _, y in shuffled[15:]])
+    first, second = read_shard(petastorm_urls([one]), 0, 1, 3), read_shard(petastorm_urls([a, b]), 0, 1, 3)
+    assert (first.inputs == second.inputs).all() and (first.targets == second.targets).all()
+    steps = steps_for(len(first), 8)
+    for (x1, y1), (x2, y2) in zip(epoch_batches(first, steps, 8, 42, 3, 0), epoch_batches(second, steps, 8, 42, 3, 0)):
+        assert (x1 == x2).all() and (y1 == y2).all()
+    assert first.inputs[:, 1].tolist() == sorted(first.inputs[:, 1].tolist())  # content order, not file order

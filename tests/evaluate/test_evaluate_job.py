@@ -15,6 +15,7 @@ from lakerec import tables as T, tracking
 from lakerec.context import run_stage
 from lakerec.evaluate.champion import aligned_scores, beats
 from lakerec.evaluate.metrics import model_scores
+from lakerec.evaluate.stats import per_user_ndcg
 from lakerec.lake import Lake
 from lakerec.models.registry import log_model
 from lakerec.models.sasrec import SASRec, SASRecConfig
@@ -116,7 +117,10 @@ def test_evaluate_stage_logs_model_and_baselines_by_slice_with_plots(spark, make
     files = {f.path for f in client.list_artifacts(result.run_id, "evaluation")}
     assert files == {"evaluation/test_ndcg_10_by_slice.png", "evaluation/test_model_vs_baselines.png",
                      "evaluation/test_metrics.csv", "evaluation/als_grid_valid.csv",
-                     "evaluation/cooc_decay_valid.csv"}
+                     "evaluation/cooc_decay_valid.csv", "evaluation/test_ranks.csv"}
+    ranks = pd.read_csv(io.StringIO(mlflow.artifacts.load_text(f"runs:/{result.run_id}/evaluation/test_ranks.csv")))
+    assert list(ranks.columns) == ["user_id", "sasrec", "pop", "cooc", "als"] and len(ranks) == N_USERS
+    assert per_user_ndcg(ranks["sasrec"]).mean() == pytest.approx(m["test.sasrec.ndcg_10"])  # the same ranks
     assert float(run.data.params["cooc.decay"]) in cfg.evaluate.cooc_decays
     tidy = pd.read_csv(io.StringIO(mlflow.artifacts.load_text(f"runs:/{result.run_id}/evaluation/test_metrics.csv")))
     assert list(tidy.columns) == ["model", "slice", "metric", "value"]

@@ -3,7 +3,10 @@
 Training rows come from silver.train_windows, validation users from silver.sequences (the same lineage). A
 rank holds its shard in memory as int arrays (8 * max_len bytes per row and array), then serves the same
 number of fixed-size batches every epoch on every rank: the rank with fewer rows wraps around its shard, so no
-rank waits at an allreduce for a peer that has run out of data.
+rank waits at an allreduce for a peer that has run out of data. A shard's rows are put in content order before
+the per-epoch permutation, so a fixed seed trains on the same window order whatever the files' physical order;
+with several ranks, which rows a rank holds still follows the row groups (layout_for_feed's range partitioning
+by user id, so a lake with another pseudonym key splits the users differently).
 """
 from __future__ import annotations
 
@@ -72,12 +75,23 @@ def read_shard(urls: list[str], rank: int, size: int, max_len: int) -> Shard:
         keep = (y != 0).any(axis=1)
         inputs.append(x[keep])
         targets.append(y[keep])
-    shard = Shard(np.concatenate(inputs) if inputs else np.zeros((0, max_len), np.int64),
-                  np.concatenate(targets) if targets else np.zeros((0, max_len), np.int64), rows)
+    shard = canonical_order(Shard(np.concatenate(inputs) if inputs else np.zeros((0, max_len), np.int64),
+                                  np.concatenate(targets) if targets else np.zeros((0, max_len), np.int64), rows))
     if len(shard) == 0:
         raise FeedError(f"rank {rank}/{size} read {rows} rows and none has a training target: "
                         "write the training table with more row groups or train on fewer ranks")
     return shard
+
+
+def canonical_order(shard: Shard) -> Shard:
+    """The shard's rows sorted by content (input, then target, lexicographically), so the seeded permutation of
+    epoch_batches draws the same windows whatever order the files, row groups and rows were written in (Delta
+    file names, Spark's partitioning, the lake's pseudonym key all change that order between ETL runs)."""
+    if len(shard) < 2:
+        return shard
+    keys = np.hstack([shard.inputs, shard.targets])
+    order = np.lexsort(keys.T[::-1])  # lexsort's last key is the primary one
+    return Shard(shard.inputs[order], shard.targets[order], shard.rows_read)
 
 
 def read_valid_shard(urls: list[str], rank: int, size: int, max_len: int,

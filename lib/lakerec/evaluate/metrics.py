@@ -200,14 +200,15 @@ def list_metrics(top: torch.Tensor, n_items: int, percentile: np.ndarray, k: int
 
 def evaluate_all(sequences: pd.DataFrame, n_items: int, ks: Sequence[int], scorers: Mapping[str, ScoreFn],
                  split: str = "test", batch_size: int = 256, list_k: int = 10, head_share: float = 0.2,
-                 length_edges: Sequence[int] = (10, 50, 200), exclude_types: Sequence[str] | None = None
-                 ) -> pd.DataFrame:
+                 length_edges: Sequence[int] = (10, 50, 200), exclude_types: Sequence[str] | None = None,
+                 ranks_out: dict[str, torch.Tensor] | None = None) -> pd.DataFrame:
     """Every scorer on one split of silver.sequences rows -> tidy (model, slice, metric, value).
 
     Slices: all, head/tail/cold (the target's popularity before the split) and len_* (the user's history
     length). Metrics per slice: users, repeat_target_share, hr/ndcg/mrr at each k, mrr, coverage and pop_bias of
     the top-list_k lists; per model also `seconds` (the evaluator's wall time for it) in slice all.
     exclude_types: score.exclude_event_types, the serving rule's filter (None: the whole history is excluded).
+    ranks_out: filled with model -> per-user ranks (users in split_data order), for paired tests over users.
     """
     data = split_data(sequences, split, exclude_types)
     repeats = data.repeat_targets
@@ -223,6 +224,8 @@ def evaluate_all(sequences: pd.DataFrame, n_items: int, ks: Sequence[int], score
         users = data.users if getattr(score_fn, "needs_users", False) else None
         ranks, top = score_users(score_fn, data.inputs, data.targets, data.excluded, n_items, batch_size,
                                  users, min(list_k, n_items))
+        if ranks_out is not None:
+            ranks_out[model] = ranks
         for name, mask in slices.items():
             selected = torch.as_tensor(mask)
             metrics = {"users": float(mask.sum()), "repeat_target_share": float(repeats[mask].mean()),

@@ -63,3 +63,16 @@ def log_report(table: pd.DataFrame, split: str, extra: dict[str, pd.DataFrame] |
     mlflow.log_text(table.to_csv(index=False), f"{ARTIFACTS}/{split}_metrics.csv")
     for name, frame in (extra or {}).items():
         mlflow.log_text(frame.to_csv(index=False), f"{ARTIFACTS}/{name}.csv")
+
+
+RANKS_CSV = "{split}_ranks.csv"  # evaluation/<split>_ranks.csv: user_id, then one rank column per model
+
+
+def ranks_frame(users, ranks: dict) -> pd.DataFrame:
+    """One row per evaluated user, one column per model: the target's rank (MISSED, the int64 maximum, for a
+    target the serving rule excludes). What a paired test over users (lakerec.evaluate.stats) reads."""
+    return pd.DataFrame({"user_id": np.asarray(users), **{m: np.asarray(r) for m, r in ranks.items()}})
+
+
+def log_ranks(users, ranks: dict, split: str) -> None:
+    mlflow.log_text(ranks_frame(users, ranks).to_csv(index=False), f"{ARTIFACTS}/{RANKS_CSV.format(split=split)}")

@@ -1,4 +1,4 @@
-"""benchmarks/quality_ml100k.py and its protocol: the pieces that need neither RecBole nor a lakerec run."""
+"""benchmarks/quality.py and its protocol: the pieces that need neither RecBole nor a lakerec run."""
 from __future__ import annotations
 
 import importlib.util
@@ -23,7 +23,7 @@ def _load(name: str, path: Path):
     return module
 
 
-Q = _load("quality_ml100k", BENCH / "quality_ml100k.py")
+Q = _load("quality", BENCH / "quality.py")
 P = sys.modules["protocol"]  # the module the benchmark imported from benchmarks/peers
 
 
@@ -106,8 +106,8 @@ def test_recbole_result_reuses_the_cache_unless_fresh(tmp_path, monkeypatch):
 def test_lakerec_rows_read_both_metric_namings():
     evaluate = {"test.sasrec.ndcg_10": 0.12, "test.sasrec.mrr_10": 0.05, "test.als.ndcg_10": 0.08,
                 "test.pop.ndcg_10": 0.04, "test.sasrec.slice.head.ndcg_10": 0.2, "test_users": 943.0}
-    rows = Q.lakerec_rows(evaluate, {"seconds_to_best": 90.0, "train_seconds": 200.0})
-    assert rows["sasrec"] == {"ndcg@10": 0.12, "mrr@10": 0.05, "seconds_to_best": 90.0}
+    rows = Q.lakerec_rows(evaluate, {"seconds_to_best": 90.0, "train_seconds": 200.0, "epochs_run": 10.0})
+    assert rows["sasrec"] == {"ndcg@10": 0.12, "mrr@10": 0.05, "seconds_to_best": 90.0, "seconds_per_epoch": 20.0}
     assert rows["als"] == {"ndcg@10": 0.08} and set(rows) == {"sasrec", "als", "pop"}
     assert Q.best_lakerec(rows) == ("sasrec", rows["sasrec"])
 
@@ -115,22 +115,50 @@ def test_lakerec_rows_read_both_metric_namings():
     assert older == {"sasrec": {"ndcg@10": 0.09, "seconds_to_best": 300.0}, "pop": {"ndcg@10": 0.04}}
 
 
+def test_over_seeds_is_mean_and_sample_sd_per_row_and_metric():
+    runs = [{"sasrec": {"ndcg@10": 0.10}, "pop": {"ndcg@10": 0.04}},
+            {"sasrec": {"ndcg@10": 0.12}, "pop": {"ndcg@10": 0.04}},
+            {"sasrec": {"ndcg@10": 0.14}, "pop": {"ndcg@10": 0.04}}]
+    agg = Q.over_seeds(runs)
+    assert agg["sasrec"]["ndcg@10"] == pytest.approx((0.12, 0.02)) and agg["pop"]["ndcg@10"] == pytest.approx((0.04, 0))
+
+
 def test_table_marks_missing_metrics_and_rows():
-    text = Q.format_table({"lakerec sasrec": {"ndcg@10": 0.123456, "seconds_to_best": 91.6}, "ALS": None})
-    header, lakerec, als = text.splitlines()
-    assert header.split()[:3] == ["model", "hr@5", "ndcg@5"] and header.split()[-1] == "seconds_to_best"
+    text = Q.format_table({"lakerec sasrec": {"ndcg@10": (0.123456, 0.01), "seconds_to_best": 91.6},
+                           "ALS": None, "published ICSRec": {"hr@10": 0.1055}})
+    header, lakerec, als, published = text.splitlines()
+    assert header.split()[:3] == ["model", "hr@5", "ndcg@5"] and header.split()[-1] == "seconds_per_epoch"
     cells = lakerec.split()
-    assert cells[:2] == ["lakerec", "sasrec"] and cells[2 + Q.COLUMNS.index("ndcg@10")] == "0.1235"
-    assert cells[-1] == "92" and cells[2] == "-"
+    assert cells[:2] == ["lakerec", "sasrec"] and cells[2 + Q.COLUMNS.index("ndcg@10")] == "0.1235±0.0100"
+    assert cells[2 + Q.COLUMNS.index("seconds_to_best")] == "92" and cells[2] == "-"
     assert als.split()[1:] == ["n/a"] * len(Q.COLUMNS)
+    assert published.split()[2 + Q.COLUMNS.index("hr@10")] == "0.1055"
 
 
-def test_ratio_line_is_lakerec_over_peer_and_nan_when_missing():
-    lakerec = {"ndcg@10": 0.12, "seconds_to_best": 30.0}
-    line = Q.ratio_line(lakerec, {"ndcg@10": 0.06, "seconds_to_best": 600.0}, {"ndcg@10": 0.08})
-    assert line == "ndcg10_ratio_vs_recbole=2.000 ndcg10_ratio_vs_als=1.500 time_ratio_vs_recbole=0.050"
-    assert Q.ratio_line(lakerec, None, None) == \
-        "ndcg10_ratio_vs_recbole=nan ndcg10_ratio_vs_als=nan time_ratio_vs_recbole=nan"
+def test_last_line_ratios_and_nan_where_not_applicable():
+    line = Q.last_line("ml100k", (0.12, 0.005), 0.10, None, 30.0, 600.0)
+    assert line == ("dataset=ml100k ndcg10=0.1200 ndcg10_sd=0.0050 best_baseline_ndcg10=0.1000 "
+                    "ratio_vs_best_baseline=1.200 published_best_ndcg10=nan ratio_vs_published=nan "
+                    "time_ratio_vs_recbole=0.050")
+    toys = Q.last_line("toys", (0.0657, math.nan), 0.05, 0.0657, 30.0, None)
+    assert "ndcg10_sd=nan" in toys and toys.endswith("ratio_vs_published=1.000 time_ratio_vs_recbole=nan")
+    assert Q.last_line("toys", None, None, None, None, None).startswith("dataset=toys ndcg10=nan ndcg10_sd=nan")
+
+
+def test_sequence_file_split_is_last_test_second_last_valid(tmp_path):
+    path = tmp_path / "toys.txt"
+    path.write_text("1 5 6 7 8\n2 9 9 10\n")
+    assert Q.sequence_file_split(path) == {"1": ("7", "8"), "2": ("9", "10")}
+
+
+def test_paired_over_seeds_averages_users_across_seeds():
+    import pandas as pd
+
+    frames = [pd.DataFrame({"user_id": ["u1", "u2", "u3"], "sasrec": [1, 1, 3], "pop": [50, 3, 50]}),
+              pd.DataFrame({"user_id": ["u3", "u2", "u1"], "sasrec": [1, 1, 1], "pop": [50, 3, 50]})]
+    test = Q.paired_over_seeds(frames, "sasrec", "pop")
+    assert test.users == 3 and test.mean_b == pytest.approx(0.5 / 3)  # u2: rank 3 -> 0.5, others 0
+    assert test.mean_a == pytest.approx((1 + 1 + (0.5 + 1) / 2) / 3)  # u3 is rank 3 then 1, joined by id
 
 
 def test_movielens_protocol_split(ml100k):
@@ -175,5 +203,7 @@ def test_stage_metrics_read_a_real_mlflow_store(tmp_path):
             mlflow.log_metrics({"test.sasrec.ndcg_10": 0.11, "test.pop.ndcg_10": 0.04})
     stages = Q.stage_metrics(uri)
     assert set(stages) == {"train", "evaluate"}
+    run_id = Q.stage_runs(uri)["evaluate"][0]
+    assert Q.user_ranks(uri, run_id) is None  # an evaluate run without evaluation/test_ranks.csv
     rows = Q.lakerec_rows(stages["evaluate"], stages["train"])
     assert rows == {"sasrec": {"ndcg@10": 0.11, "seconds_to_best": 42.0}, "pop": {"ndcg@10": 0.04}}
