@@ -14,7 +14,7 @@ from lakerec.context import StageContext, StageResult, log_params
 from lakerec.evaluate import baselines as B
 from lakerec.evaluate.champion import (CHAMPION, CHAMPION_METRIC, aligned_scores, current_champion,
                                        promote_if_better)
-from lakerec.evaluate.metrics import EVAL_COLUMNS, ScoreFn, evaluate_all, model_scores, overall, split_data
+from lakerec.evaluate.metrics import EVAL_COLUMNS, ScoreFn, evaluate_all, model_scores, overall
 from lakerec.evaluate.report import log_ranks, log_report, metric_names
 from lakerec.models.registry import load_model, resolve_version
 
@@ -67,7 +67,7 @@ def run(ctx: StageContext) -> StageResult:
     table = evaluate_all(rows, n_items, conf.ks, {**scorers, **baselines}, "test", conf.batch_size,
                          head_share=conf.head_share, length_edges=conf.length_edges, exclude_types=exclude_types,
                          ranks_out=ranks)
-    log_ranks(split_data(rows, "test", exclude_types).users, ranks, "test")
+    log_ranks(rows[T.USER_ID].to_numpy(), ranks, "test")  # rows hold only users with a test target, in order
 
     candidate = overall(table, label)[CHAMPION_METRIC]
     champion_score = overall(table, CHAMPION)[CHAMPION_METRIC] if CHAMPION in scorers else None
@@ -82,8 +82,9 @@ def run(ctx: StageContext) -> StageResult:
     log_report(table, "test", extra)
     repeat_share = overall(table, label)["repeat_target_share"]
     best_baseline = max((overall(table, b)[CHAMPION_METRIC] for b in baselines), default=float("nan"))
+    ratio = candidate / best_baseline if best_baseline else float("nan")
     return StageResult(metrics={**headline, "test_users": float(len(rows)), "repeat_target_share": repeat_share,
-                                "ndcg_10_vs_best_baseline": candidate / best_baseline if best_baseline else float("nan"),
+                                "ndcg_10_vs_best_baseline": ratio,
                                 "model_version": int(version),
                                 "champion_promoted": float(promoted)})
 

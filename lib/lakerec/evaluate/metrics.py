@@ -151,8 +151,8 @@ def split_data(sequences: pd.DataFrame, split: str, exclude_types: Sequence[str]
     if rows.empty:
         raise ValueError(f"no user has a {split} target: nothing to evaluate")
     histories = [np.asarray(h, dtype=np.int64)[:-cut] for h in rows[T.HISTORY]]
-    types = ([None] * len(rows) if T.HISTORY_TYPES not in rows.columns
-             else [None if t is None else list(t)[:-cut] for t in rows[T.HISTORY_TYPES]])
+    by_type = exclude_types and T.HISTORY_TYPES in rows.columns  # None or []: the rule needs no types
+    types = [None if t is None else list(t)[:-cut] for t in rows[T.HISTORY_TYPES]] if by_type else [None] * len(rows)
     return SplitData(users=rows[T.USER_ID].to_numpy(), inputs=np.stack(rows[input_col].to_numpy()).astype(np.int64),
                      targets=rows[target_col].to_numpy().astype(np.int64), histories=histories,
                      excluded=[excluded_items(h, t, exclude_types) for h, t in zip(histories, types)])
