@@ -10,7 +10,7 @@ import os
 import re
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -18,6 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 CONTRACT_EVENT_FIELDS = ("event_id", "user_id", "item_id", "event_type", "ts", "session_id", "user_agent", "value")
 CONTRACT_ITEM_FIELDS = ("item_id", "title", "description", "categories", "published")
+# The sequence models by name: the one list that train.model validation, ModelConfig and the factory
+# (lakerec.models.MODELS, which must cover it) derive from.
+ModelName = Literal["sasrec", "bert4rec", "bsarec"]
+MODEL_NAMES: tuple[str, ...] = get_args(ModelName)
 
 
 # The store a scheduler or user gave this process, read once: mlflow.set_tracking_uri() later exports the
@@ -217,8 +221,16 @@ class TextConf(_Strict):
     device: str | None = None  # e.g. "cuda"; None: what sentence-transformers picks (CUDA when present)
 
 
+class BSARecConf(_Strict):
+    """BSARec's filter beside self-attention, made causal: a moving average over the last `window` real items is
+    the low-pass (the analogue of the original's FFT cut-off c: window ~ max_len / c), x - low-pass the high-pass."""
+
+    alpha: float = Field(0.7, ge=0, le=1)  # weight of the filter; 1 - alpha of self-attention
+    window: int = Field(10, ge=1)  # items the causal low-pass averages (the newest included)
+
+
 class TrainConf(_Strict):
-    model: Literal["sasrec", "bert4rec"] = "sasrec"
+    model: ModelName = "sasrec"
     mask_prob: float = Field(0.2, gt=0, lt=1)
     loss: Literal["ce", "sampled"] = "ce"
     negatives: int = Field(256, ge=1)
@@ -226,6 +238,7 @@ class TrainConf(_Strict):
     layers: int = Field(2, ge=1)
     heads: int = Field(2, ge=1)
     dropout: float = Field(0.2, ge=0, lt=1)
+    item_dropout: float = Field(0.0, ge=0, lt=1)  # share of input item embeddings zeroed per training step
     epochs: int = Field(200, ge=1)
     batch_size: int = Field(128, ge=1)
     lr: float = Field(3e-3, gt=0)
@@ -239,6 +252,7 @@ class TrainConf(_Strict):
     seed: int = 42
     timeout_s: int = Field(120, ge=1)
     text: TextModelConf = TextModelConf()
+    bsarec: BSARecConf = BSARecConf()
 
 
 class AlsGridConf(_Strict):

@@ -12,6 +12,7 @@ from lakerec.models.sasrec import SASRec, SASRecConfig
 from lakerec.models import build_model
 from lakerec.models.base import ModelConfig
 from lakerec.models.bert4rec import BERT4Rec
+from lakerec.models.bsarec import BSARec
 from lakerec.train.losses import full_softmax_ce
 from tests.data.helpers import own_mlflow_store
 
@@ -106,14 +107,21 @@ def test_log_model_refuses_a_mismatched_item_list(store):
     assert np.isfinite(trained_model().item_vectors().detach().numpy()).all()
 
 
-def test_a_bert4rec_version_loads_back_as_bert4rec(store):
+@pytest.mark.parametrize("name, cls", [("bert4rec", BERT4Rec), ("bsarec", BSARec)])
+def test_a_version_loads_back_as_the_model_that_trained(store, name, cls):
     torch.manual_seed(4)
-    model = build_model(ModelConfig(n_items=len(ITEMS), max_len=5, dim=8, layers=1, heads=2, name="bert4rec")).eval()
+    model = build_model(ModelConfig(n_items=len(ITEMS), max_len=5, dim=8, layers=1, heads=2, name=name,
+                                    bsarec_alpha=0.4, bsarec_window=2)).eval()
     inputs = torch.tensor([[0, 0, 1, 2, 3]])
     with mlflow.start_run():
-        name, version, _ = log_model(model, ITEMS, store.mlflow.registered_model)
-    loaded, meta = load_model((name, version))
-    assert isinstance(loaded, BERT4Rec) and meta["n_items"] == len(ITEMS)
+        registered, version, _ = log_model(model, ITEMS, store.mlflow.registered_model)
+    loaded, meta = load_model((registered, version))
+    assert isinstance(loaded, cls) and meta["n_items"] == len(ITEMS) and loaded.config == model.config
     with torch.no_grad():
-        assert torch.equal(loaded.user_vectors(inputs) @ loaded.item_vectors().T,
-                           model.user_vectors(inputs) @ model.item_vectors().T)
+        expected = model.user_vectors(inputs) @ model.item_vectors().T
+        assert torch.equal(loaded.user_vectors(inputs) @ loaded.item_vectors().T, expected)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{registered}/{version}")  # the serving path rebuilds it too
+    top = list(pyfunc.predict(pd.DataFrame({"item_ids": [["item-1", "item-2", "item-3"]]}), params={"k": 2})
+               ["item_ids"][0])
+    expected[0, [0, 1, 2, 3]] = float("-inf")
+    assert top == [ITEMS[i - 1] for i in torch.topk(expected[0], 2).indices.tolist()]

@@ -57,7 +57,8 @@ def trained(name: str = "sasrec", fusion: str = "gate"):
     return model.eval()  # cached: callers must not modify it
 
 
-@pytest.mark.parametrize("name,fusion", [("sasrec", "gate"), ("sasrec", "sum"), ("bert4rec", "gate")])
+@pytest.mark.parametrize("name,fusion", [("sasrec", "gate"), ("sasrec", "sum"), ("bert4rec", "gate"),
+                                         ("bsarec", "gate")])
 def test_an_item_without_id_history_is_scored_from_its_text(name, fusion):
     model = trained(name, fusion)
     histories = same_group_sequences(np.random.default_rng(1), 200)[:, 1:]

@@ -12,6 +12,9 @@ and to the scorers. Items without ID history are represented by their projected 
 applied: gating a missing ID would shrink a new item's vector and bury it under warm items), and in training a
 share `id_dropout` of ID embeddings is dropped the same way, so the model learns to rank from text as well.
 `item_vectors_from_text(text_emb)` gives the vector of an item outside the model's index (a new catalog item).
+
+Item dropout (`item_dropout`, training only): a share of the input items' embeddings is zeroed per step (the
+position embedding stays), so the model cannot lean on any single history item: regularisation for sparse data.
 """
 from __future__ import annotations
 
@@ -22,8 +25,9 @@ from typing import Literal
 import torch
 from torch import nn
 
+from lakerec.config import MODEL_NAMES, ModelName
+
 PAD = 0
-MODEL_NAMES = ("sasrec", "bert4rec")
 
 
 @dataclass(frozen=True)
@@ -37,12 +41,15 @@ class ModelConfig:
     heads: int = 2
     dropout: float = 0.2
     norm_first: bool = True  # pre-LN blocks (stable without warm-up) or the original post-LN
-    name: Literal["sasrec", "bert4rec"] = "sasrec"
+    name: ModelName = "sasrec"
     mask_prob: float = 0.2  # BERT4Rec: share of positions masked in training
     text_dim: int = 0  # > 0: text-aware items over text embeddings of this size (0: ID-only)
     text_fusion: Literal["gate", "sum"] = "gate"
     id_dropout: float = 0.0  # text-aware: share of items whose ID is dropped per training step (text alone)
     text_encoder: str | None = None  # the encoder whose silver.item_embeddings rows the text came from
+    item_dropout: float = 0.0  # share of input item embeddings zeroed per training step
+    bsarec_alpha: float = 0.7  # BSARec: weight of the causal filter beside self-attention (1 - alpha)
+    bsarec_window: int = 10  # BSARec: items the causal low-pass averages
 
     def __post_init__(self) -> None:
         if self.n_items < 1 or self.max_len < 2:
@@ -56,6 +63,9 @@ class ModelConfig:
         if self.text_dim < 0 or self.text_fusion not in ("gate", "sum") or not 0 <= self.id_dropout < 1:
             raise ValueError(f"text_dim >= 0, text_fusion gate|sum and id_dropout in [0, 1) expected, got "
                              f"{self.text_dim}, {self.text_fusion!r}, {self.id_dropout}")
+        if not 0 <= self.item_dropout < 1 or not 0 <= self.bsarec_alpha <= 1 or self.bsarec_window < 1:
+            raise ValueError(f"item_dropout in [0, 1), bsarec_alpha in [0, 1] and bsarec_window >= 1 expected, got "
+                             f"{self.item_dropout}, {self.bsarec_alpha}, {self.bsarec_window}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,9 +88,7 @@ class SequenceEncoder(nn.Module):
         self.item_emb = nn.Embedding(config.n_items + 1 + self.extra_tokens, d, padding_idx=PAD)
         self.pos_emb = nn.Embedding(config.max_len, d)
         self.emb_dropout = nn.Dropout(config.dropout)
-        block = nn.TransformerEncoderLayer(d, config.heads, dim_feedforward=4 * d, dropout=config.dropout,
-                                           activation="gelu", batch_first=True, norm_first=config.norm_first)
-        self.encoder = nn.TransformerEncoder(block, config.layers, enable_nested_tensor=False)
+        self.encoder = self._build_encoder()
         self.final_norm = nn.LayerNorm(d) if config.norm_first else nn.Identity()
         blocked = torch.ones(config.max_len, config.max_len, dtype=torch.bool)
         self.register_buffer("future", torch.triu(blocked, diagonal=1) if self.causal else ~blocked,
@@ -102,15 +110,39 @@ class SequenceEncoder(nn.Module):
                 nn.init.zeros_(self.gate.weight)
                 nn.init.zeros_(self.gate.bias)  # starts as the mean of ID and text
 
+    def _build_encoder(self) -> nn.Module:
+        """The Transformer blocks (a subclass with another token mixer builds its own, see bsarec.py)."""
+        c = self.config
+        block = nn.TransformerEncoderLayer(c.dim, c.heads, dim_feedforward=4 * c.dim, dropout=c.dropout,
+                                           activation="gelu", batch_first=True, norm_first=c.norm_first)
+        return nn.TransformerEncoder(block, c.layers, enable_nested_tensor=False)
+
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """[B, L] item_idx -> [B, L] x d hidden states (zero at padding positions)."""
         _, length = input_ids.shape
         if length != self.config.max_len:
             raise ValueError(f"input length {length} != max_len {self.config.max_len}")
         positions = torch.arange(length, device=input_ids.device)
-        x = self.item_repr(input_ids) * math.sqrt(self.config.dim) + self.pos_emb(positions)
-        h = self.encoder(self.emb_dropout(x), mask=self._attention_mask(input_ids))
+        items = self.drop_items(self.item_repr(input_ids), input_ids)
+        x = items * math.sqrt(self.config.dim) + self.pos_emb(positions)
+        h = self._encode(self.emb_dropout(x), input_ids)
         return self.final_norm(h) * (input_ids != PAD).unsqueeze(-1)
+
+    def _encode(self, x: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x, mask=self._attention_mask(input_ids))
+
+    def drop_items(self, items: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        """Training with item_dropout: zero a random share of the input items' embeddings [B, L, d] (the rest
+        scaled by 1 / (1 - p), as dropout does, so eval sees the same expected scale). Real items only: padding
+        is zero already and BERT4Rec's [MASK] is the question itself. Draws from the global torch RNG, which the
+        training loop seeds per (seed, epoch, rank)."""
+        p = self.config.item_dropout
+        if not self.training or p == 0:
+            return items
+        real = (input_ids > PAD) & (input_ids <= self.config.n_items)
+        dropped = real & (torch.rand(input_ids.shape, device=input_ids.device) < p)
+        scale = torch.where(real, 1 / (1 - p), 1.0).masked_fill(dropped, 0.0)
+        return items * scale.unsqueeze(-1).to(items.dtype)
 
     def _attention_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
         """[B*heads, L, L] True = may not attend: padding keys (and the future, in the causal model).
@@ -195,14 +227,15 @@ class SequenceEncoder(nn.Module):
     def _last_position(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Eval-mode hidden state at the last position [B, d] and its attention rollout over the inputs [B, L].
 
-        Rollout (Abnar & Zuidema 2020): per layer the head-averaged attention plus the residual (0.5 A + 0.5 I),
+        Rollout (Abnar & Zuidema 2020): per layer the head-averaged attention (BSARec: mixed with its filter's
+        averaging weights) plus the residual (0.5 A + 0.5 I),
         multiplied through the layers: how much the last position draws on each input position. Gradient-free,
         and cheaper than forward(): columns that are padding in every row are cut (no real position attends to
         padding), and the last layer computes its last query only. Same vector as forward()[:, -1].
         """
         batch, length = input_ids.shape
-        real = (input_ids != PAD).any(dim=0).nonzero()
-        first = int(real[0]) if len(real) else length - 1
+        used = (input_ids != PAD).any(dim=0).nonzero()
+        first = int(used[0]) if len(used) else length - 1
         ids = input_ids[:, first:]
         n = ids.shape[1]
         positions = torch.arange(first, length, device=ids.device)
@@ -211,23 +244,31 @@ class SequenceEncoder(nn.Module):
         eye = torch.eye(n, device=ids.device)
         rollout = eye.expand(batch, n, n)
         layers = list(self.encoder.layers)
+        real = ids != PAD
         for i, layer in enumerate(layers):
             last = i == len(layers) - 1
             src = layer.norm1(x) if layer.norm_first else x
-            query, residual = (src[:, -1:], x[:, -1:]) if last else (src, x)
-            attended, weights = layer.self_attn(query, src, src, attn_mask=mask[:, -query.shape[1]:],
-                                                need_weights=True, average_attn_weights=True)
+            queries = 1 if last else n
+            residual = x[:, -queries:]
+            attended, weights = self._mix_tokens(layer, src, queries, mask, real)
             if layer.norm_first:
                 x = residual + attended
                 x = x + _feed_forward(layer, layer.norm2(x))
             else:
                 x = layer.norm1(residual + attended)
                 x = layer.norm2(x + _feed_forward(layer, x))
-            rollout = (0.5 * weights + 0.5 * eye[-query.shape[1]:]) @ rollout
+            rollout = (0.5 * weights + 0.5 * eye[-queries:]) @ rollout
         hidden = self.final_norm(x[:, -1]) * (ids[:, -1:] != PAD)
         attribution = torch.zeros(batch, length, device=ids.device)
         attribution[:, first:] = rollout[:, -1]
         return hidden, attribution
+
+    def _mix_tokens(self, layer: nn.Module, src: torch.Tensor, queries: int, mask: torch.Tensor,
+                    real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A block's token mixing for the last `queries` positions: (output [B, q, d], head-averaged weights
+        [B, q, n] over the positions it drew on). Here self-attention; BSARec adds its filter."""
+        return layer.self_attn(src[:, -queries:], src, src, attn_mask=mask[:, -queries:], need_weights=True,
+                               average_attn_weights=True)
 
     def training_pairs(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
