@@ -1,4 +1,5 @@
-"""`lakerec`: run the whole pipeline (`lakerec run`), one stage (`lakerec <stage>`), or open the MLflow UI."""
+"""`lakerec`: run the whole pipeline (`lakerec run`), one stage (`lakerec <stage>`), search training settings
+(`lakerec tune`), or open the MLflow UI."""
 from __future__ import annotations
 
 import importlib
@@ -23,11 +24,13 @@ class LakerecCLI(click.Group):
     """Stage commands come from the pipeline definition, so a new stage needs no CLI edit."""
 
     def list_commands(self, ctx):
-        return sorted(set(super().list_commands(ctx)) | {s.name for s in load_pipeline().stages})
+        return sorted(set(super().list_commands(ctx)) | {s.name for s in load_pipeline().stages} | {"tune"})
 
     def get_command(self, ctx, name):
         if name in super().list_commands(ctx):
             return super().get_command(ctx, name)
+        if name == "tune":  # no pipeline stage: a search over training runs (imported only when asked for)
+            return _job("tune").command
         try:
             stage = load_pipeline().stage(name)
         except KeyError:

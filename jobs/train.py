@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -31,25 +32,41 @@ OPTIONS = [JobOption("--resume", "train.resume", "Continue the last checkpoint o
 CURVES = "learning_curves.png"
 
 
-def run(ctx: StageContext) -> StageResult:
-    cfg, tc = ctx.cfg, ctx.cfg.train
+@dataclass
+class TrainingInputs:
+    """What training reads from the lake (also each `lakerec tune` trial)."""
+
+    item_ids: list[str]
+    train_urls: list[str]
+    valid_urls: list[str]
+    text: np.ndarray | None  # [n_items + 1, text_dim] when text-aware
+    versions: dict[str, int]  # the table versions read
+
+
+def training_inputs(ctx: StageContext, text_aware: bool) -> TrainingInputs:
     item_ids = item_ids_in_order(ctx.lake.read(T.SILVER_ITEM_INDEX))
     sequences_version = ctx.lake.version(T.SILVER_SEQUENCES)
     windows_version = ctx.lake.version(T.SILVER_TRAIN_WINDOWS)
     check_lineage(ctx, windows_version, sequences_version)
-    train_urls = petastorm_urls(ctx.lake.files(T.SILVER_TRAIN_WINDOWS, windows_version))
-    valid_urls = petastorm_urls(ctx.lake.files(T.SILVER_SEQUENCES, sequences_version))
-    text = item_text_matrix(ctx, item_ids) if tc.text.enabled else None
+    text = item_text_matrix(ctx, item_ids) if text_aware else None
+    versions = {T.SILVER_TRAIN_WINDOWS: windows_version, T.SILVER_SEQUENCES: sequences_version}
+    if text is not None:
+        versions[T.SILVER_ITEM_EMBEDDINGS] = ctx.lake.reads[T.SILVER_ITEM_EMBEDDINGS]
+    return TrainingInputs(item_ids, petastorm_urls(ctx.lake.files(T.SILVER_TRAIN_WINDOWS, windows_version)),
+                          petastorm_urls(ctx.lake.files(T.SILVER_SEQUENCES, sequences_version)), text, versions)
+
+
+def run(ctx: StageContext) -> StageResult:
+    cfg, tc = ctx.cfg, ctx.cfg.train
+    inputs = training_inputs(ctx, tc.text.enabled)
+    item_ids, text = inputs.item_ids, inputs.text
     config = model_config(cfg, len(item_ids), 0 if text is None else text.shape[1])
     log_params({**config.to_dict(), **tc.model_dump(exclude={"model", "dim", "layers", "heads", "dropout",
                                                               "mask_prob"}),
                 "window_stride": cfg.sequences.window_stride})
-    versions = {T.SILVER_TRAIN_WINDOWS: windows_version, T.SILVER_SEQUENCES: sequences_version}
-    if text is not None:
-        versions[T.SILVER_ITEM_EMBEDDINGS] = ctx.lake.reads[T.SILVER_ITEM_EMBEDDINGS]
-    checkpoints = checkpoint_dir(cfg, config.to_dict(), versions)
+    checkpoints = checkpoint_dir(cfg, config.to_dict(), inputs.versions)
 
-    result = train_distributed(ctx.spark, train_urls, valid_urls, config, tc, str(checkpoints), text,
+    result = train_distributed(ctx.spark, inputs.train_urls, inputs.valid_urls, config, tc, str(checkpoints), text,
                                progress=progress_enabled(cfg.log), exclude_types=cfg.score.exclude_event_types)
     for row in result.history:  # the per-epoch curves, logged from the driver once the ranks are done
         mlflow.log_metrics({k: row[k] for k in ("train_loss", "valid_ndcg_10", "valid_hr_10")}, step=row["epoch"])

@@ -329,6 +329,21 @@ class ScoreConf(_Strict):
         return self
 
 
+class TuneConf(_Strict):
+    """`lakerec tune`: an Optuna study over train.* keys, scored on validation NDCG@10 (lakerec.train.tune)."""
+
+    space: str = "conf/tune/space.yaml"  # the search space file: config key -> {type, low, high, log, step, choices}
+    trials: int = Field(20, ge=1)  # the study's budget: trials completed or pruned, over every (resumed) run
+    timeout_s: int | None = Field(None, ge=1)  # this run starts no trial after this many seconds; None: no limit
+    study: str | None = None  # None: named from a hash of the space and the --config/--set layers
+    storage: str | None = None  # Optuna RDB URL; None: sqlite:///<lake.root>/tune/optuna.db
+    out: str | None = None  # the best trial's conf file; None: <lake.root>/tune/<study>/best.yaml
+    seed: int = 42  # TPE sampler seed (offset by the trials already in the study, so a resume draws anew)
+    random_trials: int = Field(10, ge=1)  # TPE: first trials drawn at random
+    prune_after_trials: int = Field(5, ge=0)  # MedianPruner: no pruning before this many trials completed
+    prune_after_epochs: int = Field(2, ge=0)  # MedianPruner: no trial pruned before this epoch
+
+
 class LogConf(_Strict):
     """Logs and progress bars (lakerec.logs); --verbose and --log-format set the first two."""
 
@@ -350,6 +365,7 @@ class Config(_Strict):
     evaluate: EvaluateConf = EvaluateConf()
     score: ScoreConf = ScoreConf()
     text: TextConf = TextConf()
+    tune: TuneConf = TuneConf()
     log: LogConf = LogConf()
     profile: str = "local"
 
@@ -390,16 +406,45 @@ def load_config(
     if not profile_file.is_file():
         known = sorted(p.stem for p in conf_dir.glob("*.yaml") if p.stem != "base")
         raise ConfigError(f"unknown profile {profile!r}: expected one of {known}")
-    merged = _read_yaml(conf_dir / "base.yaml")
-    for f in [profile_file, *map(Path, config_files)]:
-        merged = _deep_merge(merged, _read_yaml(f))
-    for item in overrides:
-        merged = _deep_merge(merged, _parse_override(item))
+    merged = deep_merge(_read_yaml(conf_dir / "base.yaml"), _read_yaml(profile_file))
+    merged = deep_merge(merged, user_layers(config_files, overrides))
     if os.environ.get("LAKEREC_LAKE_ROOT"):
         merged["lake"]["root"] = os.environ["LAKEREC_LAKE_ROOT"]
     if _ENV_TRACKING_URI and not merged["mlflow"].get("tracking_uri"):
         merged["mlflow"]["tracking_uri"] = _ENV_TRACKING_URI
     merged["profile"] = profile
+    return _validate(merged)
+
+
+def user_layers(config_files: list[str] | tuple[str, ...] = (),
+                overrides: list[str] | tuple[str, ...] = ()) -> dict:
+    """What --config files and --set overrides put over base and profile, merged (not validated alone)."""
+    merged: dict = {}
+    for f in config_files:
+        merged = deep_merge(merged, _read_yaml(Path(f)))
+    for item in overrides:
+        merged = deep_merge(merged, _parse_override(item))
+    return merged
+
+
+def with_settings(cfg: Config, settings: dict) -> Config:
+    """cfg with a nested dict of settings merged over it, validated again (a tuning trial's configuration)."""
+    return _validate(deep_merge(cfg.model_dump(mode="json"), settings))
+
+
+def nested(flat: dict) -> dict:
+    """{"train.lr": 0.01} -> {"train": {"lr": 0.01}}."""
+    out: dict = {}
+    for key, value in flat.items():
+        out = deep_merge(out, _nest(key.split("."), value))
+    return out
+
+
+def _nest(parts: list[str], value) -> dict:
+    return {parts[0]: _nest(parts[1:], value) if len(parts) > 1 else value}
+
+
+def _validate(merged: dict) -> Config:
     try:
         return Config.model_validate(merged)
     except ValidationError as e:
@@ -420,14 +465,11 @@ def _parse_override(item: str) -> dict:
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override {item!r} must look like key.path=value")
-    value = yaml.safe_load(raw) if raw.strip() else None
-    for part in reversed(key.strip().split(".")):
-        value = {part: value}
-    return value
+    return _nest(key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None)
 
 
-def _deep_merge(base: dict, over: dict) -> dict:
+def deep_merge(base: dict, over: dict) -> dict:
     out = copy.deepcopy(base)
     for k, v in over.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) and v else v
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) and v else v
     return out

@@ -1,6 +1,7 @@
 """Real Horovod ranks (Gloo) started by horovod.spark.run on the test Spark session, fed by Petastorm from the lake."""
 import time
 
+import optuna
 import pytest
 import torch
 
@@ -14,6 +15,7 @@ from lakerec.lake import Lake
 from lakerec.models import build_model
 from lakerec.models.base import ModelConfig
 from lakerec.train.loop import FAIL_RANK_ENV
+from lakerec.train import tune
 from lakerec.train.runner import TrainingError, train_distributed
 from tests.conftest import CONF_DIR
 from tests.data.helpers import event_rows, own_mlflow_store, sequential_histories, write_silver
@@ -35,9 +37,9 @@ def lake_setup(spark, tmp_path_factory):
     return cfg, lake
 
 
-def model_config(cfg, name: str = "sasrec") -> ModelConfig:
+def model_config(cfg, name: str = "sasrec", **kw) -> ModelConfig:
     return ModelConfig(n_items=N_ITEMS, max_len=cfg.sequences.max_len, dim=16, layers=1, heads=1, dropout=0.1,
-                       name=name)
+                       name=name, **kw)
 
 
 def valid_urls(lake):
@@ -79,6 +81,30 @@ def test_one_rank_takes_the_same_path_and_repeats_exactly(spark, lake_setup, tmp
     assert first.history == [{**h, "seconds": f["seconds"]} for h, f in zip(second.history, first.history)]
     assert first.ranks[0]["checksum"] == second.ranks[0]["checksum"]
     assert all(torch.equal(first.state_dict[k], second.state_dict[k]) for k in first.state_dict)
+
+
+def test_bsarec_with_item_dropout_stays_identical_on_two_ranks_and_a_pruner_stops_both(spark, lake_setup, tmp_path):
+    """BSARec's filter parameters and a per-rank item dropout (each rank its own RNG) still end bit-identical; the
+    tuner's reporter, told to prune by its study (a threshold no NDCG@10 reaches, after one warm-up epoch), stops
+    every rank at epoch 2 of 5 and the trial is TrialPruned."""
+    cfg, lake = lake_setup
+    config = model_config(cfg, "bsarec", item_dropout=0.2, bsarec_alpha=0.5, bsarec_window=4)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(storage=storage, study_name="s", direction="maximize")
+    trial = study.ask()
+    reporter = tune.EpochReporter(storage, "s", tune.epoch_reporter(study, storage, trial).trial_id,
+                                  optuna.pruners.ThresholdPruner(lower=2.0, n_warmup_steps=2))
+    conf = cfg.train.model_copy(update={"model": "bsarec", "item_dropout": 0.2, "epochs": 5, "patience": 5})
+    result = train_distributed(spark, petastorm_urls(lake.files(T.SILVER_TRAIN_WINDOWS)), valid_urls(lake), config,
+                               conf, str(tmp_path / "ckpt"), on_epoch=reporter)
+    assert len({r["checksum"] for r in result.ranks}) == 1 and len(result.ranks) == 2
+    assert result.stopped and [h["epoch"] for h in result.history] == [1, 2]
+    assert study.trials[0].intermediate_values == {e: h["valid_ndcg_10"] for e, h in zip((1, 2), result.history)}
+    with pytest.raises(optuna.TrialPruned):
+        tune.trial_value(result)
+    model = build_model(config)
+    model.load_state_dict(result.state_dict)
+    assert model.encoder.layers[0].window == 4
 
 
 def test_a_failing_rank_fails_the_job_fast_with_its_error(spark, lake_setup, tmp_path, monkeypatch):

@@ -9,6 +9,8 @@ early-stopping decision. Rank 0 writes a checkpoint after every epoch (model, op
 best epoch and its weights). The torch RNG (dropout, BERT4Rec masks, sampled negatives) is reseeded from
 (seed, epoch, rank) at the start of every epoch and the batch order is a function of the same triple, so a run
 resumed from the checkpoint of epoch k replays epochs k+1.. exactly as the uninterrupted run would.
+An optional `on_epoch(epoch, valid_ndcg_10) -> stop?` runs on rank 0 after each validation (a tuning trial's
+pruner, lakerec.train.tune); its answer is broadcast, so every rank stops at the same epoch.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -42,12 +45,13 @@ class RankFailure(RuntimeError):
 
 def train_rank(train_urls: list[str], valid_urls: list[str], model_config: dict, conf: TrainConf,
                checkpoint_dir: str, text: np.ndarray | None = None, progress: bool = False,
-               exclude_types: list[str] | None = None) -> dict:
+               exclude_types: list[str] | None = None, on_epoch: Callable[[int, float], bool] | None = None) -> dict:
     """Train on this rank's shard; returns its report (rank 0's also carries the best weights).
 
     text: [n_items + 1, text_dim] item text embeddings for a text-aware model (None: ID-only). `progress`: rank 0
     draws a bar over the epochs on stderr (the driver decides: a rank's stderr is never a terminal).
-    exclude_types: score.exclude_event_types, so validation ranks under the serving rule as evaluation does."""
+    exclude_types: score.exclude_event_types, so validation ranks under the serving rule as evaluation does.
+    on_epoch: called on rank 0 with (epoch, validation NDCG@10); True stops training on every rank."""
     import horovod.torch as hvd  # imported on the rank, where Horovod initialises
 
     hvd.init()
@@ -55,14 +59,14 @@ def train_rank(train_urls: list[str], valid_urls: list[str], model_config: dict,
         if os.environ.get(FAIL_RANK_ENV) == str(hvd.rank()):
             raise RankFailure(f"rank {hvd.rank()} fails on purpose ({FAIL_RANK_ENV})")
         return _train(hvd, train_urls, valid_urls, ModelConfig.from_dict(model_config), conf, Path(checkpoint_dir),
-                      text, progress, exclude_types)
+                      text, progress, exclude_types, on_epoch)
     finally:
         hvd.shutdown()
 
 
 def _train(hvd, train_urls: list[str], valid_urls: list[str], config: ModelConfig, conf: TrainConf,
            checkpoint_dir: Path, text: np.ndarray | None = None, progress: bool = False,
-           exclude_types: list[str] | None = None) -> dict:
+           exclude_types: list[str] | None = None, on_epoch: Callable[[int, float], bool] | None = None) -> dict:
     rank, size = hvd.rank(), hvd.size()
     device = _device(hvd)
     torch.set_num_threads(conf.threads or max(1, (os.cpu_count() or 1) // hvd.local_size()))
@@ -104,6 +108,7 @@ def _train(hvd, train_urls: list[str], valid_urls: list[str], config: ModelConfi
             state = saved["state"]
             resumed_from = state["epoch"]
     done = state["bad_epochs"] >= conf.patience
+    stopped = False
 
     epochs = bar(range(state["epoch"], conf.epochs), progress and rank == 0, desc="train", unit="epoch",
                  initial=state["epoch"], total=conf.epochs)
@@ -135,7 +140,10 @@ def _train(hvd, train_urls: list[str], valid_urls: list[str], config: ModelConfi
                 state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         else:
             state["bad_epochs"] += 1
-        done = state["bad_epochs"] >= conf.patience
+        if on_epoch is not None:
+            stopped = bool(hvd.broadcast_object(on_epoch(epoch + 1, ndcg) if rank == 0 else None, root_rank=0,
+                                                name=f"on_epoch.{epoch}"))
+        done = state["bad_epochs"] >= conf.patience or stopped
         if rank == 0:
             _save_checkpoint(checkpoint_dir, model, optimizer, scheduler, state)
             epochs.set_postfix(loss=f"{train_loss:.4f}", ndcg10=f"{ndcg:.4f}", refresh=False)
@@ -147,7 +155,7 @@ def _train(hvd, train_urls: list[str], valid_urls: list[str], config: ModelConfi
     report = {
         "rank": rank, "size": size, "device": str(device), "rows": len(shard), "rows_read": shard.rows_read,
         "valid_users": len(valid), "steps_per_epoch": steps, "history": state["history"], "best": state["best"],
-        "resumed_from": resumed_from, "checksum": parameter_checksum(model),
+        "resumed_from": resumed_from, "stopped": stopped, "checksum": parameter_checksum(model),
         "seconds": time.perf_counter() - start, "state_dict": None,
     }
     if rank == 0:

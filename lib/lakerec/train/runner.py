@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Callable
 
 import horovod.spark
 import numpy as np
@@ -32,16 +33,19 @@ class TrainResult:
     best: dict  # the history entry of the best validation NDCG@10
     ranks: list[dict]  # per rank: rank, device, rows, rows_read, valid_users, steps_per_epoch, checksum, seconds
     resumed_from: int  # the epoch the checkpoint this run continued had reached (0: a fresh run)
+    stopped: bool = False  # on_epoch asked to stop (a pruned tuning trial)
 
 
 def train_distributed(spark: SparkSession, train_urls: list[str], valid_urls: list[str], model_config: ModelConfig,
                       conf: TrainConf, checkpoint_dir: str, text: np.ndarray | None = None,
-                      progress: bool = False, exclude_types: list[str] | None = None) -> TrainResult:
+                      progress: bool = False, exclude_types: list[str] | None = None,
+                      on_epoch: Callable[[int, float], bool] | None = None) -> TrainResult:
     """Train on `conf.ranks` ranks reading the snapshot files; verify the ranks ended identical.
 
     text: the item text embeddings a text-aware model needs ([n_items + 1, text_dim], shipped to every rank).
     `progress`: rank 0 draws a bar over the epochs (on the driver's stderr in local mode, in the executor's log on
-    a cluster). exclude_types: score.exclude_event_types, the serving rule validation ranks under."""
+    a cluster). exclude_types: score.exclude_event_types, the serving rule validation ranks under. on_epoch: runs
+    on rank 0 after each epoch's validation, (epoch, NDCG@10) -> stop?; it is pickled to the rank."""
     _check_slots(spark, conf.ranks)
     timeout = str(conf.timeout_s)  # a collective some rank never joins is a stall: shut down instead of waiting
     env = {**os.environ, "HOROVOD_GLOO_TIMEOUT_SECONDS": timeout, "HOROVOD_STALL_CHECK_TIME_SECONDS": timeout,
@@ -49,7 +53,7 @@ def train_distributed(spark: SparkSession, train_urls: list[str], valid_urls: li
     try:
         reports = horovod.spark.run(
             train_rank, args=(train_urls, valid_urls, model_config.to_dict(), conf, checkpoint_dir, text, progress,
-                              exclude_types),
+                              exclude_types, on_epoch),
             num_proc=conf.ranks, use_gloo=True, start_timeout=conf.timeout_s, env=env, verbose=0,
         )
     except Exception as e:  # horovod names the first rank that failed; its traceback is in the job's stderr
@@ -60,7 +64,7 @@ def train_distributed(spark: SparkSession, train_urls: list[str], valid_urls: li
         raise TrainingError(f"ranks ended with different weights: {[r['checksum'][:12] for r in reports]}")
     lead = reports[0]
     return TrainResult(state_dict=lead["state_dict"], history=lead["history"], best=lead["best"],
-                       resumed_from=lead["resumed_from"],
+                       resumed_from=lead["resumed_from"], stopped=lead["stopped"],
                        ranks=[{k: v for k, v in r.items() if k not in ("state_dict", "history", "best")}
                               for r in reports])
 
