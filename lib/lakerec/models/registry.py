@@ -1,7 +1,7 @@
 """The trained model in the MLflow registry: weights + model config + item index, never a pickled class.
 
 A registered version is an MLflow pyfunc logged "from code" (pyfunc_entry.py): its artifacts are the
-state_dict (`weights.pt`, loaded with weights_only), `config.json` (ModelConfig, naming sasrec or bert4rec) and
+state_dict (`weights.pt`, loaded with weights_only), `config.json` (ModelConfig, naming the model) and
 `item_index.parquet` (item_idx -> item_id). Loading rebuilds the model with `build_model`, so a version stays loadable
 whatever the module path of the class that trained it. Where the pyfunc is served, lakerec must be installed.
 """
@@ -105,7 +105,7 @@ def resolve_version(name: str, version: str | int | None = None, pipeline_run_id
 
 
 def load_model(uri_or_name_version: str | tuple[str, str | int]) -> tuple[SequenceEncoder, dict[str, Any]]:
-    """Rebuild the model (SASRec or BERT4Rec, eval mode) from a registered version or a run's model.
+    """Rebuild the model (whichever train.model, eval mode) from a registered version or a run's model.
 
     Accepts ("name", version), "models:/name/version", "models:/name@alias" or "runs:/<run_id>/model".
     meta: item_ids (item_ids[i] has item_idx i + 1), max_len, n_items, model_name, model_version, run_id, uri and
