@@ -228,10 +228,10 @@ class SequenceEncoder(nn.Module):
         """Eval-mode hidden state at the last position [B, d] and its attention rollout over the inputs [B, L].
 
         Rollout (Abnar & Zuidema 2020): per layer the head-averaged attention (BSARec: mixed with its filter's
-        averaging weights) plus the residual (0.5 A + 0.5 I),
-        multiplied through the layers: how much the last position draws on each input position. Gradient-free,
-        and cheaper than forward(): columns that are padding in every row are cut (no real position attends to
-        padding), and the last layer computes its last query only. Same vector as forward()[:, -1].
+        averaging weights) plus the residual (0.5 A + 0.5 I), multiplied through the layers: how much the last
+        position draws on each input position. Gradient-free, and cheaper than forward(): columns that are padding
+        in every row are cut (no real position attends to padding), and the last layer computes its last query
+        only. Same vector as forward()[:, -1].
         """
         batch, length = input_ids.shape
         used = (input_ids != PAD).any(dim=0).nonzero()

@@ -14,14 +14,16 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import optuna
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from lakerec.config import Config, ConfigError, deep_merge, nested, with_settings
-from lakerec.train.runner import TrainResult
+
+if TYPE_CHECKING:  # the ranks unpickle EpochReporter from this module: no Horovod driver import for them
+    from lakerec.train.runner import TrainResult
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 TUNABLE = "train."  # trials reuse the lake's sequences, so only training settings can vary
