@@ -89,8 +89,22 @@ def test_resume_counts_finished_trials_fails_stale_ones_and_draws_anew(make_cfg,
 def test_the_best_config_is_the_layers_plus_the_tuned_keys_and_loads(cfg, tmp_path):
     layers = {"train": {"epochs": 3, "lr": 0.1}, "tune": {"trials": 4}, "lake": {"root": str(tmp_path / "lake")}}
     conf = tune.best_config(layers, {"train.lr": 0.002, "train.bsarec.window": 4})
-    assert conf == {"train": {"epochs": 3, "lr": 0.002, "bsarec": {"window": 4}}, "lake": {"root": str(tmp_path / "lake")}}
+    assert conf == {"train": {"epochs": 3, "lr": 0.002, "bsarec": {"window": 4}},
+                    "lake": {"root": str(tmp_path / "lake")}}  # the tune block is no setting of the run
     path = tune.write_config(tmp_path / "out" / "best.yaml", conf, ["a header"])
     assert path.read_text().startswith("# a header\n")
     loaded = load_config("test", config_files=[str(path)], conf_dir=CONF_DIR)
     assert (loaded.train.lr, loaded.train.epochs, loaded.train.bsarec.window) == (0.002, 3, 4)
+
+
+def test_the_command_refuses_a_bad_space_before_any_work(tmp_path):
+    from click.testing import CliRunner
+
+    from jobs.cli import main
+
+    bad = space_file(tmp_path, {"sequences.max_len": {"type": "int", "low": 10, "high": 50}})
+    out = CliRunner().invoke(main, ["tune", "--profile", "test", "--conf-dir", str(CONF_DIR), "--set",
+                                    f"lake.root={tmp_path / 'lake'}", "--set", f"tune.space={bad}", "--trials", "2"])
+    assert out.exit_code == 2 and "sequences.max_len" in out.output
+    assert not (tmp_path / "lake").exists()
+    assert "tune" in main.list_commands(None)
