@@ -1,9 +1,10 @@
 """A registered model (score.model_version, score.model_alias, else this pipeline run's, else the latest) scores every
 user of silver.events (at score.silver_version, else as the last complete silver run published it) against the
 candidate items (a text-aware model adds new catalog items from silver.item_embeddings, scored from their text)
--> gold.topn: top_n rows a user with the history item behind each, cold users' rows from recent popularity. Everything that can be
-wrong with the model, the data or the candidates fails before the write; the write is one Delta commit, so readers
-see the previous complete table or the new one; files of versions older than score.retention_hours are vacuumed."""
+-> gold.topn: top_n rows a user with the history item behind each, cold users' rows from recent popularity.
+Everything that can be wrong with the model, the data or the candidates fails before the write; the write is one
+Delta commit, so readers see the previous complete table or the new one; files of versions older than
+score.retention_hours are vacuumed."""
 import mlflow
 from pyspark.sql import functions as F
 

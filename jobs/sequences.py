@@ -1,5 +1,6 @@
-"""silver.events (as the last complete silver run published it) + silver.items -> silver.item_index (item_id -> 1..n), silver.sequences (one row per user:
-leave-last-out train/valid/test arrays and the scoring input) and silver.train_windows (the training part cut
+"""silver.events (as the last complete silver run published it) + silver.items -> silver.item_index
+(item_id -> 1..n), silver.sequences (one row per user: leave-last-out train/valid/test arrays and the scoring
+input) and silver.train_windows (the training part cut
 into fixed-length windows, what the train stage feeds; its commit names the silver.sequences version it came from).
 With sequences.holdout (cold-start protocol) the held-out items' events are dropped first, except as test targets."""
 from jobs.common import job_main

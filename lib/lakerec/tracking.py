@@ -70,8 +70,9 @@ def _experiment(cfg: Config, uri: str) -> str:
     except Exception as e:  # MLflow, SQLAlchemy or alembic: the line below says what it means here
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise TrackingSetupError(
-            f"could not set up MLflow experiment {cfg.mlflow.experiment!r} in {uri}: {first[:300]}; if another job "
-            "was creating the store at the same moment, rerun; else check mlflow.tracking_uri") from e
+            f"could not set up MLflow experiment {cfg.mlflow.experiment!r} in {uri}: {first[:300]}; check that "
+            "mlflow.tracking_uri points at a store this MLflow can reach and open (a sqlite file: writable), "
+            "then rerun") from e
 
 
 @contextlib.contextmanager
