@@ -17,14 +17,17 @@ from lakerec.lake import Lake
 from tests.conftest import REPO
 
 # A fresh interpreter of the project's environment that imports nothing of lakerec itself: what a user types.
+# It ends with os._exit once its line is flushed: a normal exit can abort in deltalake/pyarrow's native teardown
+# ("terminate called without an active exception", see tests/score/test_score_job.py), after the reads.
 PLAIN_READER = """
-import json, sys
+import json, os, sys
 from deltalake import DeltaTable
 out = {}
 for path in sys.argv[1:]:
     table = DeltaTable(path)
     out[path] = [len(table.to_pandas()), table.to_pyarrow_table().num_rows]
-print(json.dumps(out))
+print(json.dumps(out), flush=True)
+os._exit(0)
 """
 
 
