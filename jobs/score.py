@@ -1,9 +1,10 @@
 """A registered model (score.model_version, score.model_alias, else this pipeline run's, else the latest) scores every
-user of silver.events (at score.silver_version, else the latest) against the candidate items (a text-aware model
-adds new catalog items from silver.item_embeddings, scored from their text) -> gold.topn: top_n
-rows a user with the history item behind each, cold users' rows from recent popularity. Everything that can be
-wrong with the model, the data or the candidates fails before the write; the write is one Delta commit, so readers
-see the previous complete table or the new one; files of versions older than score.retention_hours are vacuumed."""
+user of silver.events (at score.silver_version, else as the last complete silver run published it) against the
+candidate items (a text-aware model adds new catalog items from silver.item_embeddings, scored from their text)
+-> gold.topn: top_n rows a user with the history item behind each, cold users' rows from recent popularity.
+Everything that can be wrong with the model, the data or the candidates fails before the write; the write is one
+Delta commit, so readers see the previous complete table or the new one; files of versions older than
+score.retention_hours are vacuumed."""
 import mlflow
 from pyspark.sql import functions as F
 
@@ -11,6 +12,7 @@ from jobs.common import JobOption, job_main
 from lakerec import tables as T
 from lakerec.context import StageContext, StageResult
 from lakerec.data.sequences import order_keys
+from lakerec.etl.silver import read_published
 from lakerec.models.registry import load_model, resolve_version
 from lakerec.score.batch import (Candidates, ScoringInputError, candidate_items, check_events, popularity, score_users,
                                  stamp, text_only_items, user_states)
@@ -31,7 +33,7 @@ def run(ctx: StageContext) -> StageResult:
     model, meta = load_model((name, version))
     mlflow.set_tags({"lakerec.model_name": name, "lakerec.model_version": version, "lakerec.model_chosen_by": chosen_by})
 
-    events = lake.read(T.SILVER_EVENTS, conf.silver_version)
+    events = read_published(lake, T.SILVER_EVENTS, conf.silver_version)
     check_events(events)
     model_items = meta["item_ids"]
     embeddings = (load_item_embeddings(lake, model.config.text_encoder).toPandas()

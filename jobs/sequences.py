@@ -1,18 +1,20 @@
-"""silver.events + silver.items -> silver.item_index (item_id -> 1..n), silver.sequences (one row per user:
-leave-last-out train/valid/test arrays and the scoring input) and silver.train_windows (the training part cut
+"""silver.events (as the last complete silver run published it) + silver.items -> silver.item_index
+(item_id -> 1..n), silver.sequences (one row per user: leave-last-out train/valid/test arrays and the scoring
+input) and silver.train_windows (the training part cut
 into fixed-length windows, what the train stage feeds; its commit names the silver.sequences version it came from).
 With sequences.holdout (cold-start protocol) the held-out items' events are dropped first, except as test targets."""
 from jobs.common import job_main
 from lakerec import tables as T
 from lakerec.context import StageContext, StageResult
 from lakerec.data.holdout import drop_holdout_events, holdout_items
+from lakerec.etl.silver import read_published
 from lakerec.data.sequences import (SEQUENCES_VERSION, SequenceInputError, build_item_index, build_sequences,
                                     build_train_windows, check_inputs, layout_for_feed, sequence_metrics)
 
 
 def run(ctx: StageContext) -> StageResult:
     cfg = ctx.cfg
-    events = ctx.lake.read(T.SILVER_EVENTS)
+    events = read_published(ctx.lake, T.SILVER_EVENTS)  # the last complete silver run's, not a killed run's
     items = ctx.lake.read(T.SILVER_ITEMS)
     n_events = check_inputs(events, items)
 

@@ -3,8 +3,10 @@ bronze batches touch are recomputed (--rebuild FROM:TO recomputes exactly that r
 accounted for by reason, the quality report goes to silver.quality and MLflow, and a failing gate stops the
 run before anything is published.
 
-Commit order: silver.quality, silver.events, silver.sessions, then silver.batches. A run killed earlier has not
-recorded its batches, so the rerun recomputes the same days from the same bronze rows: the same silver."""
+Commit order: silver.quality, silver.events, silver.sessions, then silver.batches, the run's last commit: it records
+the new batches and names the silver.events and silver.sessions versions the run published, the consistent set
+downstream stages read (`read_published`). A run killed earlier has not recorded its batches, so readers keep the
+previous set and the rerun recomputes the same days from the same bronze rows: the same silver."""
 from datetime import datetime, timezone
 
 import mlflow
@@ -17,8 +19,8 @@ from lakerec.etl import quality as Q
 from lakerec.etl.ingest import SOURCE_EVENTS
 from lakerec.etl.pseudonym import load_key
 from lakerec.etl.silver import (
-    around, build_silver, counted, dropped_counts, in_days, plan_run, published_ids, replace_where, run_input,
-    session_rows, touched_days,
+    PUBLISHED_TABLES, around, build_silver, counted, dropped_counts, in_days, plan_run, published_ids,
+    published_versions, replace_where, run_input, session_rows, touched_days,
 )
 
 OPTIONS = [JobOption("--rebuild", "silver.rebuild",
@@ -60,15 +62,19 @@ def run(ctx: StageContext) -> StageResult:
         failed = [g for g in gates if g.failed]
         if failed:
             raise Q.QualityGateError("silver not published: " + "; ".join(g.describe() for g in failed))
+        # a run that rewrites no day publishes the set the previous run did
+        versions = published_versions(lake) or {t: lake.version(t) for t in PUBLISHED_TABLES if lake.exists(t)}
         if plan.days:
-            lake.write(T.SILVER_EVENTS, events, mode="overwrite", partition_by=[T.DT],
-                       replace_where=replace_where(plan.days))
-            lake.write(T.SILVER_SESSIONS, sessions, mode="overwrite", partition_by=[T.DT],
-                       replace_where=replace_where(plan.session_days))
-        if plan.new_batches:
-            lake.write(T.SILVER_BATCHES, ctx.spark.createDataFrame(
-                [(b, ctx.run_id, datetime.now(timezone.utc)) for b in plan.new_batches],
-                f"{T.BATCH_ID} string, {T.RUN_ID} string, {T.PROCESSED_AT} timestamp"), mode="append")
+            versions[T.SILVER_EVENTS] = lake.write(T.SILVER_EVENTS, events, mode="overwrite", partition_by=[T.DT],
+                                                   replace_where=replace_where(plan.days))
+            versions[T.SILVER_SESSIONS] = lake.write(T.SILVER_SESSIONS, sessions, mode="overwrite",
+                                                     partition_by=[T.DT],
+                                                     replace_where=replace_where(plan.session_days))
+        # every publishing run ends here, a rebuild too (with no batch rows): one commit records the whole run
+        lake.write(T.SILVER_BATCHES, ctx.spark.createDataFrame(
+            [(b, ctx.run_id, datetime.now(timezone.utc)) for b in plan.new_batches],
+            f"{T.BATCH_ID} string, {T.RUN_ID} string, {T.PROCESSED_AT} timestamp"), mode="append",
+            metadata={T.RUN_ID: ctx.run_id, **{t: str(v) for t, v in versions.items()}})
     finally:
         for df in (sessions, events, marked):
             df.unpersist()

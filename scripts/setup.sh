@@ -67,6 +67,10 @@ fi
 
 say "installing lakerec (editable)"
 "${pip[@]}" --no-deps -e .
+# Every interpreter of the venv imports lakerec's pyarrow 14 patch (lib/lakerec/arrow_compat.py), so plain
+# deltalake reads partitioned tables here too; guarded, so a venv without lakerec still starts quietly.
+site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+echo 'import importlib.util as u; u.find_spec("lakerec") and __import__("lakerec")' > "$site/lakerec-arrow-compat.pth"
 [ $dev = 1 ] && { say "installing test tools"; "${pip[@]}" -r requirements-dev.txt; }
 "$venv/bin/python" -c 'import horovod.torch, pyspark, deltalake, petastorm, mlflow, lakerec' \
   || die "import check failed"

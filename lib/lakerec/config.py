@@ -316,7 +316,7 @@ class ScoreConf(_Strict):
     batch_size: int = Field(256, ge=1)
     model_version: int | None = None  # None: model_alias, else this pipeline run's version, else the latest
     model_alias: str | None = None  # e.g. "champion"; not together with model_version
-    silver_version: int | None = Field(None, ge=0)  # silver.events version histories are built from; None: latest
+    silver_version: int | None = Field(None, ge=0)  # silver.events version of the histories; None: the last silver run's
     exclude_event_types: list[str] | None = None  # None: items of any event type the user had are not recommended
     candidates: CandidatesConf = CandidatesConf()
     fallback_days: int = Field(30, ge=1)  # cold users get what most users touched in these last days of silver

@@ -13,6 +13,7 @@ from typing import Iterator
 import mlflow
 from mlflow.tracking import MlflowClient
 
+from lakerec import locks
 from lakerec.config import Config
 
 PIPELINE_RUN_TAG = "lakerec.pipeline_run_id"
@@ -35,24 +36,43 @@ def git_commit() -> str:
     return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
+class TrackingSetupError(RuntimeError):
+    """The MLflow store could not be opened or its experiment created; the message says what to do."""
+
+
 def setup(cfg: Config) -> str:
     """Point MLflow at the configured store and return the experiment id.
 
     With a local store, artifacts go to <lake>/mlartifacts: otherwise they land in ./mlruns of wherever a job
-    happens to run (stack.md).
+    happens to run (stack.md). A sqlite store is created (MLflow migrates its schema with alembic) under a file
+    lock beside it: two jobs starting on a new lake would otherwise both migrate it, and one would fail.
     """
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keeps job logs readable
     uri = cfg.tracking_uri
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
-    exp = mlflow.get_experiment_by_name(cfg.mlflow.experiment)
-    if exp is not None:
-        return exp.experiment_id
-    artifacts = None
-    if "://" not in cfg.lake.root:
-        artifacts = Path(cfg.lake.root, "mlartifacts").resolve().as_uri()
-    return mlflow.create_experiment(cfg.mlflow.experiment, artifact_location=artifacts)
+    if not uri.startswith("sqlite:///"):
+        return _experiment(cfg, uri)
+    db = Path(uri.removeprefix("sqlite:///"))
+    with locks.held(f"{db}.lock", f"creating the MLflow store {db}"):
+        return _experiment(cfg, uri)
+
+
+def _experiment(cfg: Config, uri: str) -> str:
+    """The experiment's id, created if new (opening the store creates or migrates it first)."""
+    try:
+        exp = mlflow.get_experiment_by_name(cfg.mlflow.experiment)
+        if exp is not None:
+            return exp.experiment_id
+        artifacts = None
+        if "://" not in cfg.lake.root:
+            artifacts = Path(cfg.lake.root, "mlartifacts").resolve().as_uri()
+        return mlflow.create_experiment(cfg.mlflow.experiment, artifact_location=artifacts)
+    except Exception as e:  # MLflow, SQLAlchemy or alembic: the line below says what it means here
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TrackingSetupError(
+            f"could not set up MLflow experiment {cfg.mlflow.experiment!r} in {uri}: {first[:300]}; check that "
+            "mlflow.tracking_uri points at a store this MLflow can reach and open (a sqlite file: writable), "
+            "then rerun") from e
 
 
 @contextlib.contextmanager

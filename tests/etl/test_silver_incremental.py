@@ -16,6 +16,7 @@ from lakerec.config import load_config
 from lakerec.context import run_stage
 from lakerec.etl.pseudonym import generated_key_path, load_key, pseudonym
 from lakerec.etl.quality import QualityGateError
+from lakerec.etl.silver import PUBLISHED_TABLES, published_versions
 from lakerec.lake import Lake
 from tests.conftest import CONF_DIR
 from tests.etl.conftest import run_job
@@ -89,6 +90,8 @@ class History:
     versions: dict = field(default_factory=dict)  # step -> {table: version}
     quality: dict = field(default_factory=dict)   # step -> {metric: value} of the step's silver run
     sessions: dict = field(default_factory=dict)  # step -> {session_id: (n_events, dt)}
+    batches: dict = field(default_factory=dict)   # step -> silver.batches' batch ids
+    published: dict = field(default_factory=dict)  # step -> the versions the last complete run published
     gate_error: Exception | None = None
 
 
@@ -99,6 +102,8 @@ def snapshot(h: History, step: str) -> None:
     for f in h.lake.files(T.SILVER_EVENTS):
         h.files[step].setdefault(f.split("/dt=")[1].split("/")[0], set()).add(f)
     h.versions[step] = {t: h.lake.version(t) for t in (T.SILVER_EVENTS, T.SILVER_SESSIONS, T.SILVER_BATCHES)}
+    h.batches[step] = sorted(r[T.BATCH_ID] for r in h.lake.read(T.SILVER_BATCHES).collect())
+    h.published[step] = published_versions(h.lake)
     h.sessions[step] = {r[T.SESSION_ID]: (r["n_events"], r[T.DT]) for r in h.lake.read(T.SILVER_SESSIONS).collect()}
     report = h.lake.read(T.SILVER_QUALITY)
     latest = report.where(F.col(T.PROCESSED_AT) == report.agg(F.max(T.PROCESSED_AT)).first()[0])
@@ -198,11 +203,16 @@ def test_rebuild_recomputes_exactly_the_range_and_gives_the_same_rows(history):
         assert history.results[f"rebuild{k}"].metrics["days_rewritten"] == 3
         assert history.files[f"rebuild{k}"][str(D8)] == history.files["late"][str(D8)]
         assert history.files[f"rebuild{k}"][str(D1)] != history.files["late"][str(D1)]  # really rewritten
-    assert history.versions["rebuild2"][T.SILVER_BATCHES] == history.versions["late"][T.SILVER_BATCHES]
+    # each rebuild records no batch but ends with its commit to silver.batches naming what it published
+    assert history.versions["rebuild2"][T.SILVER_BATCHES] == history.versions["late"][T.SILVER_BATCHES] + 2
+    assert history.batches["rebuild2"] == history.batches["late"]
+    assert history.published["rebuild2"] == {t: history.versions["rebuild2"][t] for t in PUBLISHED_TABLES}
 
 
 def test_a_run_killed_before_recording_its_batches_is_redone_to_the_same_silver(history):
     assert history.versions["killed"][T.SILVER_BATCHES] == history.versions["rebuild2"][T.SILVER_BATCHES]
+    assert history.published["killed"] == history.published["rebuild2"]  # readers keep the last complete set
+    assert history.published["recovered"] == {t: history.versions["recovered"][t] for t in PUBLISHED_TABLES}
     assert "u8-a" in by_id(history.events["killed"])
     assert history.results["recovered"].metrics["batches_new"] == 1
     assert history.events["recovered"] == history.events["killed"]

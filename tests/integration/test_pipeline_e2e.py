@@ -15,6 +15,7 @@ from jobs.cli import main
 from lakerec import tables as T
 from lakerec.lake import Lake
 from lakerec.pipeline import load_pipeline
+from tests.lake.readers import check_readable, lake_tables, plain_read
 
 pytestmark = pytest.mark.slow
 
@@ -63,6 +64,16 @@ def test_every_user_gets_n_ranked_unseen_items(pipeline_run, spark, cfg):
     row = topn.first()
     assert row[T.MODEL_VERSION] and row[T.RUN_ID] and row[T.SILVER_VERSION] == lake.version(T.SILVER_EVENTS)
     assert DeltaTable(lake.uri(T.GOLD_TOPN)).version() == lake.version(T.GOLD_TOPN)  # plain delta-rs reads it
+
+
+def test_every_table_reads_with_plain_deltalake_and_spark(pipeline_run, spark):
+    root, _ = pipeline_run
+    lake = Lake(str(root), spark)
+    tables = lake_tables(root)
+    named = {v for k, v in vars(T).items() if k.isupper() and str(v).split(".")[0] in ("bronze", "silver", "gold")}
+    assert named <= set(tables)  # every table of lakerec.tables was written by the pipeline
+    counts = check_readable(lake, tables)
+    assert plain_read(lake, tables) == {t: [n, n] for t, n in counts.items()}
 
 
 def test_mlflow_has_a_parent_run_and_a_child_per_stage_with_lineage(pipeline_run, cfg, spark):

@@ -5,10 +5,13 @@ tables are plain Delta (readable by deltalake and pyarrow alone) and that Lake r
 """
 import datetime as dt
 import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import deltalake
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import functions as F
@@ -26,6 +29,8 @@ from pyspark.sql.types import (
 )
 
 from lakerec.lake import Lake, LakeError, choose_engine
+from lakerec.locks import try_hold
+from tests.conftest import CONF_DIR, REPO
 
 T = "silver.events"
 UTC = dt.timezone.utc
@@ -110,7 +115,8 @@ def test_replace_where_refuses_data_outside_it_and_non_partition_columns(lake, f
         lake.write(T, frame([row(5, 1)]), replace_where="dt = '2026-11-01'")
     assert lake.version(T) == 0
     assert [r.user_id for r in rows_of(lake.read(T))] == [1, 2]
-    assert os.listdir(os.path.join(lake.uri(T), "_staging")) == []  # refused writes leave no staged files
+    staged = [f for f in os.listdir(os.path.join(lake.uri(T), "_staging")) if f != "create.lock"]
+    assert staged == []  # refused writes leave no staged files (nor their lock files)
 
 
 def test_history_is_newest_first_with_metadata(lake, frame):
@@ -204,11 +210,14 @@ def test_lake_tables_are_plain_delta(lake, frame):
     table = deltalake.DeltaTable(lake.uri(T))
     assert table.version() == version == 1
     assert table.metadata().partition_columns == ["dt"]
-    files = table.file_uris()
-    assert len(files) == len(lake.files(T))
-    data = ds.dataset(files, partitioning=ds.partitioning(flavor="hive"), partition_base_dir=lake.uri(T)).to_table()
-    assert data.num_rows == 11
+    assert len(table.file_uris()) == len(lake.files(T))
+    # deltalake's own readers, partition column included (under pyarrow 14 they need lakerec.arrow_compat)
+    data = table.to_pyarrow_table()
+    assert data.column_names == SCHEMA.fieldNames()
     assert sorted(data.column("user_id").to_pylist()) == [*range(10), 99]
+    frame = table.to_pandas()
+    assert sorted(zip(frame["user_id"], frame["dt"])) == sorted((r.user_id, r.dt) for r in lake.read(T).collect())
+    assert table.to_pandas(partitions=[("dt", "=", "2026-11-02")])["user_id"].tolist().count(99) == 1
     assert table.count() == 11  # numRecords stats in the add actions
 
 
@@ -286,3 +295,40 @@ def test_crash_between_staging_and_commit_changes_nothing(lake, frame, monkeypat
     deleted = lake.vacuum(T, retention_hours=0)
     assert len(deleted) == 2 and all("dt=2026-11-0" in f for f in deleted)
     assert [r.user_id for r in lake.read(T).collect()] == [1]
+
+
+# A writer SIGKILLed once Spark has staged its files (before they move into the table): what a kill leaves.
+KILLED_WRITER = """
+import os, signal, sys
+import lakerec.lake.delta_rs as engine
+from lakerec.config import load_config
+from lakerec.lake import Lake
+from lakerec.spark import get_spark
+cfg = load_config("test", [f"lake.root={sys.argv[1]}"], conf_dir=sys.argv[2])
+spark = get_spark(cfg)
+engine._staged_files = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
+Lake(cfg.lake.root, spark).write("silver.killed", spark.createDataFrame([(1, "a")], "u long, p string"),
+                                 partition_by=["p"])
+"""
+
+
+def test_the_next_write_removes_a_killed_writes_staging_folder_and_keeps_a_live_ones(lake, spark):
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'lib'}{os.pathsep}{REPO}"}
+    killed = subprocess.run([sys.executable, "-c", KILLED_WRITER, lake.root, str(CONF_DIR)], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    staging = Path(lake.uri("silver.killed"), "_staging")
+    left = [p for p in staging.iterdir() if p.is_dir()]
+    assert len(left) == 1 and list(left[0].rglob("*.parquet"))  # Spark's files, never committed
+    assert not lake.exists("silver.killed")
+
+    live = staging / ("f" * 32)  # another write in progress: its writer holds its lock (this process, here)
+    (live / "p=b").mkdir(parents=True)
+    lock = try_hold(f"{live}.lock")
+    try:
+        assert lake.write("silver.killed", spark.createDataFrame([(2, "b")], "u long, p string"),
+                          partition_by=["p"]) == 0  # the killed writer's creation lock died with it
+    finally:
+        lock.release()
+    assert not left[0].exists() and live.exists()
+    assert [r.u for r in lake.read("silver.killed").collect()] == [2]

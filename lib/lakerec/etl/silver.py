@@ -20,7 +20,9 @@ from lakerec.etl.clean import BOT, OUT_OF_WINDOW, in_window, mark_clean
 from lakerec.etl.dedupe import (CLIENT_RETRY, DUPLICATE_ACROSS_BATCHES, DUPLICATE_EVENT_ID, mark_dedupe,
                                 mark_published_elsewhere)
 from lakerec.etl.sessionize import START_TS, sessionize, sessions, utc_date
+from lakerec.lake import Lake
 
+PUBLISHED_TABLES = (T.SILVER_EVENTS, T.SILVER_SESSIONS)  # what a silver run publishes together
 DROP_REASONS = (OUT_OF_WINDOW, BOT, DUPLICATE_EVENT_ID, DUPLICATE_ACROSS_BATCHES, CLIENT_RETRY)
 SILVER_EVENT_COLUMNS = (T.EVENT_ID, T.USER_ID, T.ITEM_ID, T.EVENT_TYPE, T.TS, T.VALUE, T.SESSION_ID,
                         T.BATCH_ID, T.SOURCE_FILE, T.SOURCE_LINE, T.DT)
@@ -156,3 +158,22 @@ def dropped_counts(dropped: DataFrame) -> dict[str, int]:
     """reason -> rows dropped, every reason present (0 when none)."""
     counts = {r[T.REASON]: r["count"] for r in dropped.groupBy(T.REASON).count().collect()}
     return {reason: counts.get(reason, 0) for reason in DROP_REASONS}
+
+
+def published_versions(lake: Lake) -> dict[str, int]:
+    """The silver.events and silver.sessions versions the last complete silver run published.
+
+    Silver commits its tables one by one; its last commit, to silver.batches, names the versions of the others in
+    its metadata, so a reader that asks here never pairs a killed run's new events with the old sessions. Empty
+    where no commit names them (no silver run yet, or the last one ran before runs recorded them).
+    """
+    if not lake.exists(T.SILVER_BATCHES):
+        return {}
+    meta = lake.history(T.SILVER_BATCHES, limit=1)[0]["metadata"]
+    return {t: int(meta[t]) for t in PUBLISHED_TABLES if t in meta}
+
+
+def read_published(lake: Lake, table: str, version: int | None = None) -> DataFrame:
+    """`table` at `version` if given, else as the last complete silver run published it (the latest version where
+    no run recorded one)."""
+    return lake.read(table, published_versions(lake).get(table) if version is None else version)

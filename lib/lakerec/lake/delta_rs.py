@@ -7,17 +7,25 @@ so tables stay plain Delta, readable by any Delta reader. A write goes:
 2. the driver moves each file to its place in the table and builds its add action;
 3. one delta-rs commit adds them (and removes what an overwrite replaces).
 A crash before 3 leaves the table at its previous version; files already moved are unreferenced orphans that
-`vacuum` deletes once they are older than its retention.
+`vacuum` deletes once they are older than its retention. A killed write cannot remove its staging folder: on a
+local lake each write holds `_staging/<write_id>.lock` (an OS lock, dropped when its process dies), and the next
+write to the table deletes the folders whose lock is free.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import posixpath
+import re
+import shutil
 import time
 import uuid
+from pathlib import Path
 from urllib.parse import unquote
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import DeltaTable, Schema
@@ -35,11 +43,15 @@ from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 from pyspark.sql.types import ArrayType, DataType, MapType, StringType, StructField, StructType
 
 from lakerec.lake.common import LakeError, spark_path
+from lakerec.locks import held, try_hold
 
+log = logging.getLogger(__name__)
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"  # Spark's folder name for a null partition value
 WRITE_ID_KEY = "lakerec.writeId"
 # Table features whose rows cannot be read by reading the snapshot's Parquet files as they are.
 UNREADABLE_FEATURES = {"deletionVectors", "columnMapping"}
+STAGING = "_staging"
+WRITE_ID = re.compile(r"[0-9a-f]{32}")  # uuid4().hex: the names of staging folders and their lock files
 
 
 class DeltaRsEngine:
@@ -84,49 +96,54 @@ class DeltaRsEngine:
     ) -> int:
         fs, table_path = fsspec.core.url_to_fs(uri)
         write_id = uuid.uuid4().hex
-        staging = f"{table_path}/_staging/{write_id}"
-        # Spark's default INT96 timestamps are not valid Delta; microseconds are what every Delta reader expects.
-        self.spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-        try:
-            df.write.partitionBy(*partition_by).parquet(spark_path(f"{uri}/_staging/{write_id}"))
-            staged = _staged_files(fs, staging, write_id)
-            # one snapshot decides what an overwrite removes and is the commit's read version
-            table = DeltaTable(uri) if self.exists(uri) else None
-            removes = []
-            if replace_where:
-                partition_fields = StructType([f for f in df.schema if f.name in partition_by])
-                removes = self._replaced(table, staged, partition_fields, replace_where)
-            for src, rel, _ in staged:
-                fs.makedirs(posixpath.dirname(f"{table_path}/{rel}"), exist_ok=True)
-                fs.mv(src, f"{table_path}/{rel}")
-            adds = [add for _, _, add in staged]
-            # the write id in commitInfo finds our commit again (and ties it to its part-<write_id>-n files)
-            commit_info = {WRITE_ID_KEY: write_id} | ({"userMetadata": user_metadata} if user_metadata else {})
-            props = CommitProperties(
-                custom_metadata=commit_info, app_transactions=[Transaction(*txn)] if txn else None
-            )
-            if table is None:
-                schema = Schema.from_arrow(to_arrow_schema(_nullable(df.schema)))
-                create_table_with_add_actions(
-                    uri, schema, adds, mode="error", partition_by=partition_by, commit_properties=props
+        staging = f"{table_path}/{STAGING}/{write_id}"
+        with contextlib.ExitStack() as stack:
+            if isinstance(fs, LocalFileSystem):
+                stack.callback(Path(f"{staging}.lock").unlink, missing_ok=True)  # runs last: after the release
+                stack.enter_context(held(f"{staging}.lock", "writing to this table"))
+                clean_staging(table_path)
+            # Spark's default INT96 timestamps are not valid Delta; microseconds are what every Delta reader expects.
+            self.spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+            try:
+                df.write.partitionBy(*partition_by).parquet(spark_path(f"{uri}/{STAGING}/{write_id}"))
+                staged = _staged_files(fs, staging, write_id)
+                # one snapshot decides what an overwrite removes and is the commit's read version
+                table = DeltaTable(uri) if self.exists(uri) else None
+                removes = []
+                if replace_where:
+                    partition_fields = StructType([f for f in df.schema if f.name in partition_by])
+                    removes = self._replaced(table, staged, partition_fields, replace_where)
+                for src, rel, _ in staged:
+                    fs.makedirs(posixpath.dirname(f"{table_path}/{rel}"), exist_ok=True)
+                    fs.mv(src, f"{table_path}/{rel}")
+                adds = [add for _, _, add in staged]
+                # the write id in commitInfo finds our commit again (and ties it to its part-<write_id>-n files)
+                commit_info = {WRITE_ID_KEY: write_id} | ({"userMetadata": user_metadata} if user_metadata else {})
+                props = CommitProperties(
+                    custom_metadata=commit_info, app_transactions=[Transaction(*txn)] if txn else None
                 )
-                return 0
-            table.create_write_transaction(
-                [*adds, *removes],
-                mode="overwrite" if mode == "overwrite" and not replace_where else "append",
-                schema=table.schema(),
-                partition_by=partition_by,
-                commit_properties=props,
-            )
-            return _committed_version(uri, table.version(), write_id)
-        finally:
-            if fs.exists(staging):
-                fs.rm(staging, recursive=True)
+                if table is None:
+                    schema = Schema.from_arrow(to_arrow_schema(_nullable(df.schema)))
+                    create_table_with_add_actions(
+                        uri, schema, adds, mode="error", partition_by=partition_by, commit_properties=props
+                    )
+                    return 0
+                table.create_write_transaction(
+                    [*adds, *removes],
+                    mode="overwrite" if mode == "overwrite" and not replace_where else "append",
+                    schema=table.schema(),
+                    partition_by=partition_by,
+                    commit_properties=props,
+                )
+                return _committed_version(uri, table.version(), write_id)
+            finally:
+                if fs.exists(staging):
+                    fs.rm(staging, recursive=True)
 
-    def history(self, uri: str) -> list[dict]:
+    def history(self, uri: str, limit: int | None) -> list[dict]:
         return [
             {k: commit.get(k) for k in ("version", "timestamp", "operation", "userMetadata")}
-            for commit in DeltaTable(uri).history()
+            for commit in DeltaTable(uri).history(limit)
         ]
 
     def app_version(self, uri: str, app_id: str) -> int | None:
@@ -183,6 +200,30 @@ class DeltaRsEngine:
             RemoveAction(path=unquote(path), data_change=True, deletion_timestamp=now, size=sizes[path])
             for path in sorted(_matching(current_df, names, predicate))
         ]
+
+
+def clean_staging(table_path: str) -> list[str]:
+    """Delete the staging folders (and lock files) of this table's writes whose process is gone; returns them.
+
+    A write in progress holds its lock, so its folder stays; a killed one's lock is free (the OS dropped it).
+    """
+    removed = []
+    for name in sorted({p.name.removesuffix(".lock") for p in Path(table_path, STAGING).glob("*")}):
+        if not WRITE_ID.fullmatch(name):
+            continue
+        folder = Path(table_path, STAGING, name)
+        lock = try_hold(f"{folder}.lock")
+        if lock is None:
+            continue
+        try:
+            if folder.exists():
+                shutil.rmtree(folder)
+                removed.append(str(folder))
+                log.info("removed %s, the staging folder of a write that was killed", folder)
+        finally:
+            lock.release()
+            Path(f"{folder}.lock").unlink(missing_ok=True)
+    return removed
 
 
 def _matching(files: DataFrame, names: list[str], predicate: str) -> set[str]:

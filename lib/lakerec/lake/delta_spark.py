@@ -59,10 +59,10 @@ class DeltaSparkEngine:
         writer.options(**{k: v for k, v in options.items() if v is not None}).save(spark_path(uri))
         return self.version(uri)
 
-    def history(self, uri: str) -> list[dict]:
+    def history(self, uri: str, limit: int | None) -> list[dict]:
+        table = self._table(uri)
         rows = (
-            self._table(uri)
-            .history()
+            (table.history(limit) if limit else table.history())
             .select("version", F.unix_millis("timestamp").alias("timestamp"), "operation", "userMetadata")
             .collect()
         )

@@ -6,8 +6,10 @@ Both write the same Delta protocol, so a table written through one engine is rea
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from typing import Iterator
 from urllib.parse import urlparse
 
 from py4j.java_gateway import JavaClass
@@ -15,10 +17,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
 from lakerec.lake.common import LakeError
+from lakerec.locks import held
 
 __all__ = ["Lake", "LakeError", "choose_engine"]
 
 ENGINES = ("auto", "delta-spark", "delta-rs")
+CREATE_LOCK = "_staging/create.lock"  # underscore folders are invisible to Delta readers
 
 
 def choose_engine(spark: SparkSession, requested: str) -> str:
@@ -128,33 +132,46 @@ class Lake:
             raise LakeError("replace_where only goes with mode='overwrite'")
         if (app_id is None) != (app_version is None):
             raise LakeError("app_id and app_version go together")
-        uri = self.uri(table)
-        if self._impl.exists(uri):
-            if app_id is not None:
-                done = self._impl.app_version(uri, app_id)
-                if done is not None and done >= app_version:
-                    return self._impl.version(uri)
-            diff = _schema_diff(self._impl.schema(uri), df.schema)
-            if diff:
-                raise LakeError(f"{table}: the data's schema differs from the table's: {'; '.join(diff)}")
-            current = self._impl.partition_columns(uri)
-            if partition_by is not None and list(partition_by) != current:
-                raise LakeError(f"{table} is partitioned by {current}, not {list(partition_by)}")
-            partition_by = current
-        version = self._impl.write(
-            uri,
-            df,
-            mode,
-            list(partition_by or []),
-            replace_where,
-            json.dumps(metadata, sort_keys=True) if metadata else None,
-            (app_id, app_version) if app_id is not None else None,
-        )
-        self.writes[table] = version
-        return version
+        with self._creating(table):
+            uri = self.uri(table)
+            if self._impl.exists(uri):
+                if app_id is not None:
+                    done = self._impl.app_version(uri, app_id)
+                    if done is not None and done >= app_version:
+                        return self._impl.version(uri)
+                diff = _schema_diff(self._impl.schema(uri), df.schema)
+                if diff:
+                    raise LakeError(f"{table}: the data's schema differs from the table's: {'; '.join(diff)}")
+                current = self._impl.partition_columns(uri)
+                if partition_by is not None and list(partition_by) != current:
+                    raise LakeError(f"{table} is partitioned by {current}, not {list(partition_by)}")
+                partition_by = current
+            version = self._impl.write(
+                uri,
+                df,
+                mode,
+                list(partition_by or []),
+                replace_where,
+                json.dumps(metadata, sort_keys=True) if metadata else None,
+                (app_id, app_version) if app_id is not None else None,
+            )
+            self.writes[table] = version
+            return version
 
-    def history(self, table: str) -> list[dict]:
-        """Commits newest first: version, timestamp (epoch milliseconds), operation, metadata (the dict written)."""
+    @contextlib.contextmanager
+    def _creating(self, table: str) -> Iterator[None]:
+        """Where the table does not exist yet, hold its creation lock (local lakes) for the whole write: of two jobs
+        that start on a new lake, one creates the table and the other then writes to it as it exists."""
+        uri = self.uri(table)
+        if "://" in self.root or self._impl.exists(uri):
+            yield
+            return
+        with held(f"{uri}/{CREATE_LOCK}", f"creating {table}"):
+            yield
+
+    def history(self, table: str, limit: int | None = None) -> list[dict]:
+        """Commits newest first (the newest `limit` if given): version, timestamp (epoch milliseconds), operation,
+        metadata (the dict written)."""
         return [
             {
                 "version": commit["version"],
@@ -162,7 +179,7 @@ class Lake:
                 "operation": commit["operation"],
                 "metadata": _metadata(commit["userMetadata"]),
             }
-            for commit in self._impl.history(self._existing(table))
+            for commit in self._impl.history(self._existing(table), limit)
         ]
 
     def app_version(self, table: str, app_id: str) -> int | None:
