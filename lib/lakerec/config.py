@@ -228,6 +228,7 @@ class TrainConf(_Strict):
     dropout: float = Field(0.2, ge=0, lt=1)
     epochs: int = Field(200, ge=1)
     batch_size: int = Field(128, ge=1)
+    length_buckets: int = Field(16, ge=1)
     lr: float = Field(3e-3, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     warmup_steps: int = Field(100, ge=0)
