@@ -241,6 +241,7 @@ class TrainConf(_Strict):
     item_dropout: float = Field(0.0, ge=0, lt=1)  # share of input item embeddings zeroed per training step
     epochs: int = Field(200, ge=1)
     batch_size: int = Field(128, ge=1)
+    length_buckets: int = Field(16, ge=1)
     lr: float = Field(3e-3, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     warmup_steps: int = Field(100, ge=0)

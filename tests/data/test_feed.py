@@ -54,6 +54,30 @@ def test_epoch_batches_are_full_wrapped_and_repeatable():
     assert any((a != b).any() for (a, _), b in zip(batches, other))
 
 
+def test_length_buckets_batch_similar_lengths_and_keep_the_epoch_rows():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 9, size=64)
+    inputs = np.zeros((64, 8), dtype=np.int64)
+    for row, n in enumerate(lengths):
+        inputs[row, 8 - n:] = row + 1  # the row's id, repeated over its real positions
+    shard = Shard(inputs, inputs.copy(), rows_read=64)
+    steps = steps_for(64, 8)
+    plain = list(epoch_batches(shard, steps, 8, seed=3, epoch=0, rank=0))
+    bucketed = list(epoch_batches(shard, steps, 8, seed=3, epoch=0, rank=0, length_buckets=4))
+    again = list(epoch_batches(shard, steps, 8, seed=3, epoch=0, rank=0, length_buckets=4))
+
+    def rows(batches):
+        return sorted(int(x.max()) for b, _ in batches for x in b)
+
+    def spread(batches):  # mean range of real lengths within a batch
+        return np.mean([np.ptp((b != 0).sum(1).numpy()) for b, _ in batches])
+
+    assert rows(bucketed) == rows(plain) == list(range(1, 65))  # the same rows, each once
+    assert all(b.shape == (8, 8) for b, _ in bucketed)
+    assert spread(bucketed) < spread(plain) / 2
+    assert all((a == b).all() for (a, _), (b, _) in zip(bucketed, again))
+
+
 def test_shards_cover_every_row_once_and_every_rank_runs_the_same_full_batches(tmp_path):
     sizes = [5, 4, 5, 4, 3]  # five row groups over two ranks: 13 rows and 8 rows
     urls, start = [], 1

@@ -42,6 +42,23 @@ def test_padding_is_inert_and_never_nan(model):
     assert torch.allclose(h[0], again[0])
 
 
+@pytest.mark.parametrize("name", ["sasrec", "bert4rec"])
+def test_a_short_batch_gives_what_the_same_rows_give_beside_a_full_one(name):
+    """forward cuts the columns that are padding in every row: the outputs must not depend on the cut."""
+    from lakerec.models import build_model
+
+    torch.manual_seed(0)
+    net = build_model(SASRecConfig(n_items=30, max_len=8, dim=16, layers=2, heads=2, dropout=0.0, name=name)).eval()
+    short = torch.tensor([[0, 0, 0, 0, 0, 4, 5, 6], [0, 0, 0, 0, 0, 0, 9, 2]])  # 5 columns can be cut
+    full = torch.tensor([[1, 2, 3, 4, 5, 6, 7, 8]])  # nothing can be cut
+    with torch.no_grad():
+        alone = net(short)
+        beside = net(torch.cat([short, full]))[:2]
+    assert alone.shape == (2, 8, 16)
+    assert alone[:, :5].abs().sum() == 0
+    assert torch.allclose(alone, beside, atol=1e-5)
+
+
 def test_training_pairs_are_every_non_padding_position(model):
     inputs = torch.tensor([[0, 0, 0, 1, 2, 3, 4, 5], [0, 0, 0, 0, 0, 0, 7, 8]])
     targets = torch.tensor([[0, 0, 0, 2, 3, 4, 5, 6], [0, 0, 0, 0, 0, 0, 8, 9]])

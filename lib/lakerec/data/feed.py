@@ -138,14 +138,24 @@ def steps_for(rows: int, batch_size: int) -> int:
     return math.ceil(rows / batch_size)
 
 
-def epoch_batches(shard: Shard, steps: int, batch_size: int, seed: int, epoch: int, rank: int
-                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def epoch_batches(shard: Shard, steps: int, batch_size: int, seed: int, epoch: int, rank: int,
+                  length_buckets: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """`steps` batches of exactly batch_size rows: a fresh permutation per (seed, epoch, rank), wrapped around.
 
     Wrapping lets the ranks agree on one step count (the largest shard's); smaller shards repeat a few rows.
+    length_buckets > 1: the permutation is cut into groups of that many batches, each group sorted by window
+    length before it is cut into batches, and the batches are shuffled. A batch then holds windows of similar
+    length, so the model cuts most of the left padding (short histories: most of a sparse data set's windows).
     """
-    order = np.random.default_rng([seed, epoch, rank]).permutation(len(shard))
-    order = np.resize(order, steps * batch_size)  # np.resize repeats the permutation to fill
+    rng = np.random.default_rng([seed, epoch, rank])
+    order = np.resize(rng.permutation(len(shard)), steps * batch_size)  # np.resize repeats it to fill
+    if length_buckets > 1:
+        lengths = (shard.inputs[order] != 0).sum(axis=1)
+        group = length_buckets * batch_size
+        for start in range(0, len(order), group):
+            part = slice(start, start + group)
+            order[part] = order[part][np.argsort(lengths[part], kind="stable")]
+        order = order.reshape(steps, batch_size)[rng.permutation(steps)].ravel()
     for step in range(steps):
         idx = order[step * batch_size:(step + 1) * batch_size]
         yield torch.from_numpy(shard.inputs[idx]), torch.from_numpy(shard.targets[idx])

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lakerec.config import MODEL_NAMES, ModelName
@@ -118,15 +119,22 @@ class SequenceEncoder(nn.Module):
         return nn.TransformerEncoder(block, c.layers, enable_nested_tensor=False)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """[B, L] item_idx -> [B, L] x d hidden states (zero at padding positions)."""
+        """[B, L] item_idx -> [B, L] x d hidden states (zero at padding positions).
+
+        Columns that are padding in every row are cut before the encoder and zero-filled after: no real position
+        attends to padding, so the result is the same, and a batch of short histories costs what its longest
+        one needs, not max_len (the feed groups windows of similar length into batches for this).
+        """
         _, length = input_ids.shape
         if length != self.config.max_len:
             raise ValueError(f"input length {length} != max_len {self.config.max_len}")
-        positions = torch.arange(length, device=input_ids.device)
-        items = self.drop_items(self.item_repr(input_ids), input_ids)
+        first = first_real_column(input_ids)
+        ids = input_ids[:, first:]
+        positions = torch.arange(first, length, device=input_ids.device)
+        items = self.drop_items(self.item_repr(ids), ids)
         x = items * math.sqrt(self.config.dim) + self.pos_emb(positions)
-        h = self._encode(self.emb_dropout(x), input_ids)
-        return self.final_norm(h) * (input_ids != PAD).unsqueeze(-1)
+        h = self._encode(self.emb_dropout(x), ids)
+        return F.pad(self.final_norm(h) * (ids != PAD).unsqueeze(-1), (0, 0, first, 0))
 
     def _encode(self, x: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
         return self.encoder(x, mask=self._attention_mask(input_ids))
@@ -234,8 +242,7 @@ class SequenceEncoder(nn.Module):
         only. Same vector as forward()[:, -1].
         """
         batch, length = input_ids.shape
-        used = (input_ids != PAD).any(dim=0).nonzero()
-        first = int(used[0]) if len(used) else length - 1
+        first = first_real_column(input_ids)
         ids = input_ids[:, first:]
         n = ids.shape[1]
         positions = torch.arange(first, length, device=ids.device)
@@ -272,6 +279,12 @@ class SequenceEncoder(nn.Module):
 
     def training_pairs(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
+
+
+def first_real_column(input_ids: torch.Tensor) -> int:
+    """The first column of left-padded [B, L] inputs that is not padding in every row (L - 1 if all are)."""
+    real = (input_ids != PAD).any(dim=0).nonzero()
+    return int(real[0]) if len(real) else input_ids.shape[1] - 1
 
 
 def _feed_forward(layer: nn.TransformerEncoderLayer, x: torch.Tensor) -> torch.Tensor:

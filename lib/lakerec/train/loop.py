@@ -119,7 +119,8 @@ def _train(hvd, train_urls: list[str], valid_urls: list[str], config: ModelConfi
         torch.manual_seed(_epoch_seed(conf.seed, epoch, rank))
         model.train()
         total = 0.0
-        for inputs, targets in epoch_batches(shard, steps, conf.batch_size, conf.seed, epoch, rank):
+        for inputs, targets in epoch_batches(shard, steps, conf.batch_size, conf.seed, epoch, rank,
+                                                 conf.length_buckets):
             hidden, y = model.training_pairs(inputs.to(device), targets.to(device))
             loss = loss_fn(hidden, model.item_vectors(), y, model.excluded_from_training())
             optimizer.zero_grad()
