@@ -44,7 +44,7 @@ def test_databricks_job_has_one_task_per_stage_with_its_edges_and_the_daily_part
         assert tasks[stage.name]["python_wheel_task"]["parameters"][:3] == [stage.name, "--profile", "cluster"]
     ingest_args = tasks["ingest"]["python_wheel_task"]["parameters"]
     assert "input.events.path={{job.parameters.raw_events}}/dt={{job.start_time.iso_date}}" in ingest_args
-    assert job["schedule"]["quartz_cron_expression"] == "0 0 3 * * ?"
+    assert job["schedule"]["quartz_cron_expression"] == "0 0 3 ? * SUN"
     assert json.loads(render(pipeline)[DATABRICKS_FILE]) == job
 
 
