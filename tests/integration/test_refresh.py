@@ -29,10 +29,11 @@ TABLES = (T.BRONZE_EVENTS, T.SILVER_EVENTS, T.SILVER_ITEM_INDEX, T.SILVER_SEQUEN
 
 
 def cli(root, *args, env=None):
-    result = CliRunner().invoke(main, [*args, "--profile", "test", "--set", f"lake.root={root}",
-                                       "--set", "evaluate.baselines=[pop]", "--set", "train.epochs=8"],
-                                env=env, catch_exceptions=False)
-    return result
+    """A failing command's exception is kept in the result (exit code 1), as a scheduler would see it."""
+    return CliRunner().invoke(main, [*args, "--profile", "test", "--set", f"lake.root={root}",
+                                     "--set", "evaluate.baselines=[pop]", "--set", "train.epochs=30",
+                                     "--set", "train.warmup_steps=0", "--set", "train.lr=0.01"],
+                              env=env, catch_exceptions=env is not None)
 
 
 def drop_new_day(root, lake: Lake) -> None:
@@ -50,7 +51,7 @@ def drop_new_day(root, lake: Lake) -> None:
 def state(lake: Lake, name: str):
     client = MlflowClient()
     versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
-    champion = client.get_model_version_by_alias(name, "champion").version
+    champion = str(client.get_model_version_by_alias(name, "champion").version)
     return {t: lake.version(t) for t in TABLES if lake.exists(t)}, versions, champion
 
 
@@ -90,7 +91,7 @@ def test_a_new_day_refreshes_warm_from_the_champion_idempotently(spark, tmp_path
         warm_start.load_state_dict(grown_state(v1, v2.config))
         train_run = MlflowClient().get_run(meta2["run_id"])  # the ranks started from exactly these weights
         assert train_run.data.tags["lakerec.init_checksum"] == parameter_checksum(warm_start)
-        assert train_run.data.params["epochs"] == "8" and train_run.data.metrics["warm_new_windows"] > 0
+        assert train_run.data.params["epochs"] == "30" and train_run.data.metrics["warm_new_windows"] > 0
 
         topn = lake.read(T.GOLD_TOPN)
         assert {r[0] for r in topn.select(T.MODEL_VERSION).distinct().collect()} == {"2"}
