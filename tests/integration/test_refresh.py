@@ -23,7 +23,7 @@ from lakerec.train.warm import INIT_TAG, PARENT_TAG, grown_state
 from tests.data.helpers import own_mlflow_store
 
 pytestmark = pytest.mark.slow
-NEW_ITEMS = ["new-001", "new-002", "new-003", "new-004"]
+NEW_ITEMS = ["new-001", "new-002", "new-003", "new-004", "new-005"]
 TABLES = (T.BRONZE_EVENTS, T.SILVER_EVENTS, T.SILVER_ITEM_INDEX, T.SILVER_SEQUENCES, T.SILVER_TRAIN_WINDOWS,
           T.SILVER_WARM_WINDOWS, T.GOLD_TOPN)
 
@@ -37,14 +37,15 @@ def cli(root, *args, env=None):
 
 
 def drop_new_day(root, lake: Lake) -> None:
-    """On 2026-11-03 every demo user (not the bots) walks the ring of new items from a start of their own, so each
-    step of the ring is a training transition of some users and the test target of others."""
+    """On 2026-11-03 every demo user (not the bots) walks four steps of the ring of five new items from a start of
+    their own: each step of the ring is a training transition of some users and the test target of others, and
+    the fifth item, unseen by the user, is what the refreshed model should recommend."""
     users = sorted(r[0] for r in lake.read(T.BRONZE_EVENTS).where(~F.col(T.USER_AGENT).rlike("(?i)bot"))
                    .where(F.col(T.USER_ID).isNotNull()).select(T.USER_ID).distinct().collect())
     n = len(NEW_ITEMS)
     lines = [json.dumps({"event_id": f"d3-{u}-{k}", "user_id": u, "item_id": NEW_ITEMS[(i + k) % n],
                          "event_type": "view", "ts": f"2026-11-03T10:{k:02d}:00Z", "user_agent": "Mozilla/5.0"})
-             for i, u in enumerate(users) for k in range(n)]
+             for i, u in enumerate(users) for k in range(n - 1)]
     (root / "raw" / "events" / "2026-11-03.jsonl").write_text("\n".join(lines) + "\n")
 
 
