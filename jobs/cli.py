@@ -75,6 +75,29 @@ def run_pipeline(profile, config_files, overrides, conf_dir, verbose, log_format
     click.echo(pipeline_summary(cfg, spark, out.results, out.seconds))
 
 
+@main.command(name="refresh")
+@config_options
+@click.option("--pipeline", "pipeline_file", default=None, type=click.Path(dir_okay=False),
+              help="Pipeline definition (default: pipelines/lakerec.yaml).")
+def refresh(profile, config_files, overrides, conf_dir, verbose, log_format, pipeline_file):
+    """The daily refresh (stage set `refresh` of the pipeline definition): the new drop -> silver -> sequences ->
+    train warm-started from the champion -> evaluate -> score. A rerun of a day writes nothing; a killed one is
+    rerun as it is."""
+    full = load_pipeline(pipeline_file)
+    try:
+        pipeline = full.subset("refresh")
+    except KeyError as e:
+        raise click.UsageError(str(e)) from None
+    cfg = build_config(profile, config_files, [*full.sets["refresh"].set, *overrides], conf_dir, verbose, log_format)
+    tracking.fail_runs_on_sigterm()
+    spark = get_spark(cfg)
+    out = runner.run_pipeline(cfg, pipeline, spark, lambda job: _job(job).run, click.echo)
+    if all(r.skipped for r in out.results.values()):
+        click.echo(f"lakerec refresh: nothing new ({out.results['silver'].skipped}): the lake, the model registry "
+                   "and gold.topn are as they were")
+    click.echo(pipeline_summary(cfg, spark, out.results, out.seconds))
+
+
 def _replay_args(profile, config_files, overrides) -> str:
     return " ".join([f"--profile {profile}", *(f"--config {c}" for c in config_files), *(f"--set {o}" for o in overrides)])
 

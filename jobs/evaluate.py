@@ -2,9 +2,14 @@
 registered, else the latest) on the silver.sequences snapshot it was trained on, beside the baselines (most
 popular, co-occurrence, ALS tuned on valid) and the current champion on that same snapshot: full-ranking
 metrics overall and per slice in MLflow (`test.<model>.<metric>`, `test.<model>.slice.<slice>.<metric>`),
-plots and a tidy CSV; the champion alias moves to this version only when it beats the champion."""
+plots and a tidy CSV; the champion alias moves to this version only when it beats the champion. The version is
+then tagged with what evaluated it: with refresh.skip_done a version already evaluated so is skipped."""
+import hashlib
+import json
+
 import mlflow
 import pandas as pd
+from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
 
 from jobs.common import job_main
@@ -19,6 +24,7 @@ from lakerec.evaluate.report import log_ranks, log_report, metric_names
 from lakerec.models.registry import load_model, resolve_version
 
 HEADLINE = ("hr_10", "ndcg_10", "mrr_10", "coverage_10")  # per model in the stage result; the rest goes to MLflow
+EVALUATED_TAG = "lakerec.evaluated"  # on the model version: the key of the settings it was evaluated with
 
 
 def baseline_scorers(spark: SparkSession, rows: pd.DataFrame, n_items: int, conf: EvaluateConf,
@@ -46,6 +52,10 @@ def run(ctx: StageContext) -> StageResult:
     cfg, conf = ctx.cfg, ctx.cfg.evaluate
     name = cfg.mlflow.registered_model
     version, chosen_by = resolve_version(name, conf.model_version, ctx.pipeline_run_id)
+    key = evaluation_key(cfg)
+    client = MlflowClient()
+    if cfg.refresh.skip_done and client.get_model_version(name, version).tags.get(EVALUATED_TAG) == key:
+        return StageResult(skipped=f"{name} v{version} was already evaluated with these settings")
     model, meta = load_model((name, version))
     mlflow.set_tags({"lakerec.model_name": name, "lakerec.model_version": version,
                      "lakerec.model_chosen_by": chosen_by})
@@ -75,6 +85,7 @@ def run(ctx: StageContext) -> StageResult:
                                                          champion_score)
     mlflow.set_tags({"lakerec.champion_before": champion or "none",
                      "lakerec.champion_after": version if promoted else (champion or "none")})
+    client.set_model_version_tag(name, version, EVALUATED_TAG, key)
 
     metrics = metric_names(table, "test")
     headline = {k: v for k, v in metrics.items() if k.split(".", 2)[-1] in HEADLINE}
@@ -87,6 +98,13 @@ def run(ctx: StageContext) -> StageResult:
                                 "ndcg_10_vs_best_baseline": ratio,
                                 "model_version": int(version),
                                 "champion_promoted": float(promoted)})
+
+
+def evaluation_key(cfg) -> str:
+    """The settings an evaluation's verdict depends on (besides the version and its snapshot)."""
+    settings = {"evaluate": cfg.evaluate.model_dump(mode="json", exclude={"model_version"}),
+                "exclude_event_types": cfg.score.exclude_event_types}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 main = job_main("evaluate", run, __doc__)

@@ -4,7 +4,12 @@ candidate items (a text-aware model adds new catalog items from silver.item_embe
 -> gold.topn: top_n rows a user with the history item behind each, cold users' rows from recent popularity.
 Everything that can be wrong with the model, the data or the candidates fails before the write; the write is one
 Delta commit, so readers see the previous complete table or the new one; files of versions older than
-score.retention_hours are vacuumed."""
+score.retention_hours are vacuumed.
+The commit records the model, the silver.events version and the settings: with refresh.skip_done a run that would
+write the same is skipped."""
+import hashlib
+import json
+
 import mlflow
 from pyspark.sql import functions as F
 
@@ -12,7 +17,7 @@ from jobs.common import JobOption, job_main
 from lakerec import tables as T
 from lakerec.context import StageContext, StageResult
 from lakerec.data.sequences import order_keys
-from lakerec.etl.silver import read_published
+from lakerec.etl.silver import published_versions
 from lakerec.models.registry import load_model, resolve_version
 from lakerec.score.batch import (Candidates, ScoringInputError, candidate_items, check_events, popularity, score_users,
                                  stamp, text_only_items, user_states)
@@ -30,10 +35,17 @@ def run(ctx: StageContext) -> StageResult:
     cfg, lake, conf = ctx.cfg, ctx.lake, ctx.cfg.score
     name = cfg.mlflow.registered_model
     version, chosen_by = resolve_version(name, conf.model_version, ctx.pipeline_run_id, conf.model_alias)
-    model, meta = load_model((name, version))
     mlflow.set_tags({"lakerec.model_name": name, "lakerec.model_version": version, "lakerec.model_chosen_by": chosen_by})
+    silver = conf.silver_version
+    if silver is None:  # as the last complete silver run published it (the latest where no run recorded one)
+        silver = published_versions(lake).get(T.SILVER_EVENTS, lake.version(T.SILVER_EVENTS))
+    made_of = {"model": f"{name}/{version}", "silver_version": str(silver), "settings": settings_key(cfg)}
+    if cfg.refresh.skip_done and lake.exists(T.GOLD_TOPN) and published_from(lake) == made_of:
+        return StageResult(skipped=f"{T.GOLD_TOPN} v{lake.version(T.GOLD_TOPN)} already holds {name} v{version} "
+                                   f"on {T.SILVER_EVENTS} v{silver}")
+    model, meta = load_model((name, version))
 
-    events = read_published(lake, T.SILVER_EVENTS, conf.silver_version)
+    events = lake.read(T.SILVER_EVENTS, silver)
     check_events(events)
     model_items = meta["item_ids"]
     embeddings = (load_item_embeddings(lake, model.config.text_encoder).toPandas()
@@ -60,8 +72,7 @@ def run(ctx: StageContext) -> StageResult:
                                     "and silver.events disagree on item ids (another catalog, or ids cased differently)")
         topn = stamp(score_users(ctx.spark, users, model, item_ids, candidates, conf, text_only),
                      name, version, ctx.run_id, lake.reads[T.SILVER_EVENTS])
-        written = lake.write(T.GOLD_TOPN, topn, mode="overwrite",
-                             metadata={"model": f"{name}/{version}", "silver_version": str(lake.reads[T.SILVER_EVENTS])})
+        written = lake.write(T.GOLD_TOPN, topn, mode="overwrite", metadata=made_of)
     finally:
         users.unpersist()
         events.unpersist()
@@ -70,6 +81,20 @@ def run(ctx: StageContext) -> StageResult:
     return StageResult(metrics={"users_scored": n_users, "users_cold": n_cold, "rows": rows,
                                 "candidates": int(candidates.item_idx.size), "candidates_text_only": len(new_items),
                                 "files_vacuumed": len(vacuumed)})
+
+
+def settings_key(cfg) -> str:
+    """The scoring settings gold.topn's content depends on (besides the model and the silver.events version)."""
+    settings = {"score": cfg.score.model_dump(mode="json", exclude={"model_version", "model_alias", "silver_version",
+                                                                    "retention_hours"}),
+                "max_len": cfg.sequences.max_len}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def published_from(lake) -> dict:
+    """What gold.topn's current version was made of (its commit metadata: model, silver_version, settings)."""
+    meta = lake.history(T.GOLD_TOPN)[0]["metadata"]
+    return {k: meta.get(k) for k in ("model", "silver_version", "settings")}
 
 
 main = job_main("score", run, __doc__, options=OPTIONS)

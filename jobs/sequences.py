@@ -1,25 +1,38 @@
 """silver.events (as the last complete silver run published it) + silver.items -> silver.item_index
-(item_id -> 1..n), silver.sequences (one row per user: leave-last-out train/valid/test arrays and the scoring
+(item_id -> 1..n, only ever appended to), silver.sequences (one row per user: leave-last-out train/valid/test arrays and the scoring
 input) and silver.train_windows (the training part cut
 into fixed-length windows, what the train stage feeds; its commit names the silver.sequences version it came from).
-With sequences.holdout (cold-start protocol) the held-out items' events are dropped first, except as test targets."""
+With sequences.holdout (cold-start protocol) the held-out items' events are dropped first, except as test targets.
+The windows' commit records the inputs (table versions, settings): with refresh.skip_done a run on the same
+inputs skips."""
+import json
+
 from jobs.common import job_main
 from lakerec import tables as T
 from lakerec.context import StageContext, StageResult
 from lakerec.data.holdout import drop_holdout_events, holdout_items
 from lakerec.etl.silver import read_published
-from lakerec.data.sequences import (SEQUENCES_VERSION, SequenceInputError, build_item_index, build_sequences,
+from lakerec.data.sequences import (INPUTS, SEQUENCES_VERSION, SequenceInputError, build_item_index, build_sequences,
                                     build_train_windows, check_inputs, layout_for_feed, sequence_metrics)
 
 
 def run(ctx: StageContext) -> StageResult:
-    cfg = ctx.cfg
-    events = read_published(ctx.lake, T.SILVER_EVENTS)  # the last complete silver run's, not a killed run's
-    items = ctx.lake.read(T.SILVER_ITEMS)
+    cfg, lake = ctx.cfg, ctx.lake
+    events = read_published(lake, T.SILVER_EVENTS)  # the last complete silver run's, not a killed run's
+    items = lake.read(T.SILVER_ITEMS)
+    inputs = json.dumps({T.SILVER_EVENTS: lake.reads[T.SILVER_EVENTS], T.SILVER_ITEMS: lake.reads[T.SILVER_ITEMS],
+                         "sequences": cfg.sequences.model_dump(mode="json"), "ranks": cfg.train.ranks}, sort_keys=True)
+    if cfg.refresh.skip_done and built_from(ctx) == inputs:
+        return StageResult(skipped=f"{T.SILVER_SEQUENCES} v{lake.version(T.SILVER_SEQUENCES)} is already built "
+                                   f"from {T.SILVER_EVENTS} v{lake.reads[T.SILVER_EVENTS]}")
     n_events = check_inputs(events, items)
 
-    index = build_item_index(events, items).persist()
-    ctx.lake.write(T.SILVER_ITEM_INDEX, index, mode="overwrite")
+    previous = lake.read(T.SILVER_ITEM_INDEX) if lake.exists(T.SILVER_ITEM_INDEX) else None
+    added = build_item_index(events, items, previous).persist()
+    n_added = added.count()
+    if previous is None or n_added:  # existing items keep their item_idx: new ones are appended
+        lake.write(T.SILVER_ITEM_INDEX, added, mode="append")
+    index = lake.read(T.SILVER_ITEM_INDEX).persist()
     holdout, held, cached = cfg.sequences.holdout, {}, []
     if holdout.protocol != "none":  # the index keeps every item: held-out items must stay rankable
         held_out = holdout_items(index, items, holdout).persist()
@@ -34,15 +47,28 @@ def run(ctx: StageContext) -> StageResult:
                                        **({"holdout": holdout.model_dump_json()} if held else {})})
     windows = layout_for_feed(build_train_windows(sequences, cfg.sequences), 2 * cfg.train.ranks)
     ctx.lake.write(T.SILVER_TRAIN_WINDOWS, windows, mode="overwrite",
-                   metadata={SEQUENCES_VERSION: str(version), "window_stride": str(cfg.sequences.window_stride)})
+                   metadata={SEQUENCES_VERSION: str(version), "window_stride": str(cfg.sequences.window_stride),
+                             INPUTS: inputs})
 
-    metrics = {**sequence_metrics(sequences), "items": index.count(), **held,
+    metrics = {**sequence_metrics(sequences), "items": index.count(), "items_added": n_added, **held,
                "train_windows": ctx.lake.read(T.SILVER_TRAIN_WINDOWS).count()}
-    for df in (sequences, index, *cached):
+    for df in (sequences, index, added, *cached):
         df.unpersist()
     if metrics["interactions"] != n_events:
         raise SequenceInputError(f"{n_events} events read but {metrics['interactions']} reached a sequence")
     return StageResult(metrics=metrics)
+
+
+def built_from(ctx: StageContext) -> str | None:
+    """The inputs the current silver.train_windows were built from (None: no complete build), the last commit of
+    a build: a run killed before it recorded nothing, and its rerun builds again."""
+    lake = ctx.lake
+    if not (lake.exists(T.SILVER_TRAIN_WINDOWS) and lake.exists(T.SILVER_SEQUENCES)):
+        return None
+    meta = lake.history(T.SILVER_TRAIN_WINDOWS)[0]["metadata"]
+    if meta.get(SEQUENCES_VERSION) != str(lake.version(T.SILVER_SEQUENCES)):
+        return None
+    return meta.get(INPUTS)
 
 
 main = job_main("sequences", run, __doc__)

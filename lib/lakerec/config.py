@@ -254,6 +254,15 @@ class TrainConf(_Strict):
     timeout_s: int = Field(120, ge=1)
     text: TextModelConf = TextModelConf()
     bsarec: BSARecConf = BSARecConf()
+    init: Literal["scratch", "champion"] | int = "scratch"  # warm start: from the champion or a model version
+    replay_share: float = Field(0.5, ge=0, lt=1)  # warm start: share of the training windows replayed from before
+
+    @field_validator("init")
+    @classmethod
+    def _version(cls, v):
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"a model version is a positive integer, got {v}")
+        return v
 
 
 class AlsGridConf(_Strict):
@@ -345,6 +354,13 @@ class TuneConf(_Strict):
     prune_after_epochs: int = Field(2, ge=0)  # MedianPruner: no trial pruned before this epoch
 
 
+class RefreshConf(_Strict):
+    """The daily refresh (`lakerec refresh` sets skip_done): a stage whose output for its current inputs already
+    exists skips, so a rerun of a day writes nothing."""
+
+    skip_done: bool = False
+
+
 class LogConf(_Strict):
     """Logs and progress bars (lakerec.logs); --verbose and --log-format set the first two."""
 
@@ -367,6 +383,7 @@ class Config(_Strict):
     score: ScoreConf = ScoreConf()
     text: TextConf = TextConf()
     tune: TuneConf = TuneConf()
+    refresh: RefreshConf = RefreshConf()
     log: LogConf = LogConf()
     profile: str = "local"
 

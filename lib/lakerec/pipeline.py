@@ -32,11 +32,23 @@ class Schedule(BaseModel):
     set: list[str] = []  # --set overrides for every stage
 
 
+class StageSet(BaseModel):
+    """A named subset of the stages run one after the other in the listed order (e.g. the daily refresh), with
+    overrides of its own: `lakerec <set>` runs it, and it is rendered to schedulers like the whole pipeline."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    stages: list[str] = Field(min_length=1)
+    doc: str = ""
+    cron: str | None = None  # its own schedule; None: the pipeline's
+    set: list[str] = []  # --set overrides for every stage of the set (the command line's come after)
+
+
 class Pipeline(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
     schedule: Schedule = Schedule()
     stages: list[Stage]
+    sets: dict[str, StageSet] = {}
 
     @model_validator(mode="after")
     def _check_graph(self) -> "Pipeline":
@@ -54,7 +66,27 @@ class Pipeline(BaseModel):
                     raise ValueError(f"stage {s.name!r}: daily override {override!r} names {e}, which is "
                                      f"neither ds nor a schedule param {sorted(self.schedule.params)}") from None
         self.order()  # raises on a cycle
+        for set_name, stage_set in self.sets.items():
+            unknown = sorted(set(stage_set.stages) - set(names))
+            if unknown:
+                raise ValueError(f"stage set {set_name!r} names unknown stage(s) {unknown}")
+            for i, stage in enumerate(stage_set.stages):
+                late = [d for d in self.stage(stage).depends_on if d in stage_set.stages[i + 1:]]
+                if late:
+                    raise ValueError(f"stage set {set_name!r} lists {stage!r} before {late}, which it depends on")
         return self
+
+    def subset(self, set_name: str) -> "Pipeline":
+        """The stage set as a pipeline of its own: its stages chained in the listed order, the pipeline's schedule
+        with the set's cron, and the set's overrides after the schedule's."""
+        if set_name not in self.sets:
+            raise KeyError(f"unknown stage set {set_name!r}; sets: {sorted(self.sets)}")
+        chosen = self.sets[set_name]
+        stages = [self.stage(name).model_copy(update={"depends_on": chosen.stages[i - 1: i]})
+                  for i, name in enumerate(chosen.stages)]
+        schedule = self.schedule.model_copy(update={"cron": chosen.cron or self.schedule.cron,
+                                                    "set": [*self.schedule.set, *chosen.set]})
+        return Pipeline(name=f"{self.name}_{set_name}", schedule=schedule, stages=stages)
 
     def order(self) -> list[Stage]:
         """Stages in dependency order (declaration order among independent stages)."""

@@ -10,6 +10,7 @@ SILVER_ITEMS = "silver.items"
 SILVER_ITEM_INDEX = "silver.item_index"
 SILVER_SEQUENCES = "silver.sequences"
 SILVER_TRAIN_WINDOWS = "silver.train_windows"
+SILVER_WARM_WINDOWS = "silver.warm_windows"  # a warm-started run's training windows: the new ones + a replay sample
 SILVER_ITEM_EMBEDDINGS = "silver.item_embeddings"  # one row per (item_id, encoder): text vector + content hash
 GOLD_TOPN = "gold.topn"
 

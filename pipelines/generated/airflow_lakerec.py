@@ -6,7 +6,7 @@ from airflow.sdk import DAG
 
 with DAG(
     dag_id='lakerec',
-    schedule='0 3 * * *',
+    schedule='0 3 * * SUN',
     start_date=datetime(2026, 11, 1),
     catchup=False,
     max_active_runs=1,  # runs of one lake commit in order

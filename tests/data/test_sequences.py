@@ -74,7 +74,8 @@ def test_split_ordering_padding_and_min_events(built):
     assert (u4[T.VALID_INPUT], u4[T.VALID_TARGET]) == ([3, 4, 5, 6], 1)
     assert (u4[T.TEST_INPUT], u4[T.TEST_TARGET]) == ([4, 5, 6, 1], 2)
     assert u4[T.SCORE_INPUT] == [5, 6, 1, 2]
-    assert result.metrics == {"users": 4, "users_with_split": 3, "interactions": 18, "items": 6, "train_windows": 3}
+    assert result.metrics == {"users": 4, "users_with_split": 3, "interactions": 18, "items": 6, "items_added": 6,
+                              "train_windows": 3}
 
 
 def test_train_windows_cover_every_training_position_from_the_sequences_version(built):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lakerec.pipeline import load_pipeline
+from lakerec.pipeline import Pipeline, load_pipeline
 from lakerec.schedule import AIRFLOW_FILE, DATABRICKS_FILE, databricks_job, render, stale_files
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,8 +44,30 @@ def test_databricks_job_has_one_task_per_stage_with_its_edges_and_the_daily_part
         assert tasks[stage.name]["python_wheel_task"]["parameters"][:3] == [stage.name, "--profile", "cluster"]
     ingest_args = tasks["ingest"]["python_wheel_task"]["parameters"]
     assert "input.events.path={{job.parameters.raw_events}}/dt={{job.start_time.iso_date}}" in ingest_args
-    assert job["schedule"]["quartz_cron_expression"] == "0 0 3 * * ?"
+    assert job["schedule"]["quartz_cron_expression"] == "0 0 3 ? * SUN"
     assert json.loads(render(pipeline)[DATABRICKS_FILE]) == job
+
+
+def test_the_refresh_set_is_a_job_of_its_own_chained_in_order_on_its_own_days():
+    pipeline = load_pipeline(REPO / "pipelines/lakerec.yaml")
+    files = render(pipeline)
+    assert set(files) == {AIRFLOW_FILE, DATABRICKS_FILE, "airflow_lakerec_refresh.py", "databricks_lakerec_refresh.json"}
+    job = json.loads(files["databricks_lakerec_refresh.json"])
+    assert [(t["task_key"], [d["task_key"] for d in t["depends_on"]]) for t in job["tasks"]] == [
+        ("ingest", []), ("silver", ["ingest"]), ("sequences", ["silver"]), ("train", ["sequences"]),
+        ("evaluate", ["train"]), ("score", ["evaluate"])]
+    assert job["schedule"]["quartz_cron_expression"] == "0 0 3 ? * MON-SAT"
+    for task in job["tasks"]:
+        assert "train.init=champion" in task["python_wheel_task"]["parameters"]
+    assert "dag_id='lakerec_refresh'" in files["airflow_lakerec_refresh.py"]
+    assert "lakerec score --profile cluster" in files["airflow_lakerec_refresh.py"]
+
+
+def test_numbered_weekdays_are_refused_they_differ_between_cron_and_quartz():
+    definition = yaml.safe_load((REPO / "pipelines/lakerec.yaml").read_text())
+    definition["schedule"]["cron"] = "0 3 * * 0"
+    with pytest.raises(ValueError, match="name the weekdays"):
+        databricks_job(Pipeline.model_validate(definition))
 
 
 def test_a_daily_override_naming_an_unknown_param_is_rejected(tmp_path):

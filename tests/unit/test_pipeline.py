@@ -26,3 +26,26 @@ def test_cycle_is_rejected():
 def test_unknown_dependency_is_rejected():
     with pytest.raises(ValidationError, match="unknown stage"):
         Pipeline.model_validate({"name": "x", "stages": [{"name": "a", "job": "a", "depends_on": ["zz"]}]})
+
+
+def test_the_refresh_set_chains_its_stages_in_order_with_its_overrides_and_cron():
+    full = load_pipeline()
+    refresh = full.subset("refresh")
+    assert [(s.name, s.depends_on) for s in refresh.order()] == [
+        ("ingest", []), ("silver", ["ingest"]), ("sequences", ["silver"]), ("train", ["sequences"]),
+        ("evaluate", ["train"]), ("score", ["evaluate"])]  # score after evaluate: it serves the champion
+    assert refresh.name == "lakerec_refresh" and refresh.schedule.cron != full.schedule.cron
+    assert refresh.schedule.set[: len(full.schedule.set)] == full.schedule.set
+    assert {"refresh.skip_done=true", "train.init=champion"} <= set(refresh.schedule.set)
+    assert refresh.stage("ingest").daily == full.stage("ingest").daily  # the day's drop folder
+
+
+@pytest.mark.parametrize("stages, message", [
+    (["silver", "nowhere"], "unknown stage"),
+    (["b", "a"], "lists 'b' before \\['a'\\]"),
+])
+def test_a_stage_set_naming_unknown_stages_or_out_of_order_is_rejected(stages, message):
+    with pytest.raises(ValidationError, match=message):
+        Pipeline.model_validate({"name": "x", "sets": {"s": {"stages": stages}}, "stages": [
+            {"name": "a", "job": "a"}, {"name": "b", "job": "b", "depends_on": ["a"]},
+            {"name": "silver", "job": "silver"}]})

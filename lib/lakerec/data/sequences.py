@@ -30,6 +30,7 @@ ITEM_INDEX_SCHEMA = St.StructType([
 ])
 _INT_ARRAY = "array<int>"
 SEQUENCES_VERSION = "sequences_version"  # silver.train_windows commit metadata: the silver.sequences version it cut
+INPUTS = "inputs"  # silver.train_windows commit metadata: the input table versions and settings of the build
 
 
 class SequenceInputError(ValueError):
@@ -51,15 +52,22 @@ def check_inputs(events: DataFrame, items: DataFrame) -> int:
     return int(row["rows"])
 
 
-def build_item_index(events: DataFrame, items: DataFrame) -> DataFrame:
-    """Every item of the catalog or the events -> item_idx 1..n in item_id order (0 stays the padding index).
+def build_item_index(events: DataFrame, items: DataFrame, previous: DataFrame | None = None) -> DataFrame:
+    """The rows to add to the item index: every item of the catalog or the events not in `previous` (the current
+    index, None on the first build) -> item_idx numbered on from its largest, in item_id order (0 stays padding).
 
-    zipWithIndex over a globally sorted frame numbers the items without pulling them into one partition.
+    The index only grows: an item keeps its item_idx for good, so a model trained on an older index still reads
+    the same ids (warm start, an older champion). zipWithIndex over a globally sorted frame numbers the items
+    without pulling them into one partition.
     """
     ids = (events.select(F.col(T.ITEM_ID).cast("string"))
            .union(items.select(F.col(T.ITEM_ID).cast("string")))
-           .distinct().orderBy(T.ITEM_ID))
-    numbered = ids.rdd.zipWithIndex().map(lambda pair: (pair[0][0], pair[1] + 1))
+           .distinct())
+    offset = 0
+    if previous is not None:
+        ids = ids.join(previous.select(T.ITEM_ID), T.ITEM_ID, "left_anti")
+        offset = int(previous.agg(F.max(T.ITEM_IDX)).first()[0] or 0)
+    numbered = ids.orderBy(T.ITEM_ID).rdd.zipWithIndex().map(lambda pair: (pair[0][0], pair[1] + 1 + offset))
     return events.sparkSession.createDataFrame(numbered, ITEM_INDEX_SCHEMA)
 
 
@@ -127,6 +135,30 @@ def build_train_windows(sequences: DataFrame, conf: SequencesConf) -> DataFrame:
         left_pad(F.slice("_h", start, count), length).cast(_INT_ARRAY).alias(T.TRAIN_INPUT),  # 1-based: items start-1..
         left_pad(F.slice("_h", start + 1, count), length).cast(_INT_ARRAY).alias(T.TRAIN_TARGET),
     )
+
+
+def warm_windows(windows: DataFrame, sequences: DataFrame, parent_sequences: DataFrame, conf: SequencesConf,
+                 replay_share: float, seed: int) -> tuple[DataFrame, DataFrame]:
+    """(new, replay) training windows for a run warm-started from a model trained on `parent_sequences`.
+
+    New: the windows holding a target the parent never trained on. A user's training part had m_old items in the
+    parent's snapshot and m now; targets at positions >= m_old are new (all of them for a user the parent did not
+    train), and window k ends at e_k (build_train_windows), so it is new when e_k >= max(m_old, 1). Replay: a
+    seeded sample of the other windows, as many as make `replay_share` of the whole, against forgetting.
+    """
+    length, stride = conf.max_len, conf.window_stride
+    now = sequences.select(T.USER_ID, (F.size(T.HISTORY) - 2).alias("_m"))
+    before = parent_sequences.where(F.col(T.TEST_TARGET) > 0).select(T.USER_ID, (F.size(T.HISTORY) - 2).alias("_old"))
+    joined = windows.join(now, T.USER_ID).join(before, T.USER_ID, "left")
+    end = F.greatest(F.col("_m") - 1 - F.col(T.WINDOW) * stride, F.least(F.lit(length), F.col("_m") - 1))
+    is_new = end >= F.greatest(F.coalesce(F.col("_old"), F.lit(0)), F.lit(1))
+    columns = windows.columns
+    new = joined.where(is_new).select(*columns)
+    n_new = new.count()
+    n_replay = round(n_new * replay_share / (1 - replay_share))
+    replay = (joined.where(~is_new).orderBy(F.xxhash64(T.USER_ID, T.WINDOW, F.lit(seed)), T.USER_ID, T.WINDOW)
+              .limit(n_replay).select(*columns))
+    return new, replay
 
 
 def layout_for_feed(df: DataFrame, n_files: int) -> DataFrame:

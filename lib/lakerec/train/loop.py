@@ -45,13 +45,15 @@ class RankFailure(RuntimeError):
 
 def train_rank(train_urls: list[str], valid_urls: list[str], model_config: dict, conf: TrainConf,
                checkpoint_dir: str, text: np.ndarray | None = None, progress: bool = False,
-               exclude_types: list[str] | None = None, on_epoch: Callable[[int, float], bool] | None = None) -> dict:
+               exclude_types: list[str] | None = None, on_epoch: Callable[[int, float], bool] | None = None,
+               init_state: dict | None = None) -> dict:
     """Train on this rank's shard; returns its report (rank 0's also carries the best weights).
 
     text: [n_items + 1, text_dim] item text embeddings for a text-aware model (None: ID-only). `progress`: rank 0
     draws a bar over the epochs on stderr (the driver decides: a rank's stderr is never a terminal).
     exclude_types: score.exclude_event_types, so validation ranks under the serving rule as evaluation does.
-    on_epoch: called on rank 0 with (epoch, validation NDCG@10); True stops training on every rank."""
+    on_epoch: called on rank 0 with (epoch, validation NDCG@10); True stops training on every rank.
+    init_state: a warm start's initial weights (lakerec.train.warm.grown_state); None: seeded random ones."""
     import horovod.torch as hvd  # imported on the rank, where Horovod initialises
 
     hvd.init()
@@ -59,14 +61,15 @@ def train_rank(train_urls: list[str], valid_urls: list[str], model_config: dict,
         if os.environ.get(FAIL_RANK_ENV) == str(hvd.rank()):
             raise RankFailure(f"rank {hvd.rank()} fails on purpose ({FAIL_RANK_ENV})")
         return _train(hvd, train_urls, valid_urls, ModelConfig.from_dict(model_config), conf, Path(checkpoint_dir),
-                      text, progress, exclude_types, on_epoch)
+                      text, progress, exclude_types, on_epoch, init_state)
     finally:
         hvd.shutdown()
 
 
 def _train(hvd, train_urls: list[str], valid_urls: list[str], config: ModelConfig, conf: TrainConf,
            checkpoint_dir: Path, text: np.ndarray | None = None, progress: bool = False,
-           exclude_types: list[str] | None = None, on_epoch: Callable[[int, float], bool] | None = None) -> dict:
+           exclude_types: list[str] | None = None, on_epoch: Callable[[int, float], bool] | None = None,
+           init_state: dict | None = None) -> dict:
     rank, size = hvd.rank(), hvd.size()
     device = _device(hvd)
     torch.set_num_threads(conf.threads or max(1, (os.cpu_count() or 1) // hvd.local_size()))
@@ -83,15 +86,20 @@ def _train(hvd, train_urls: list[str], valid_urls: list[str], config: ModelConfi
 
     torch.manual_seed(conf.seed)  # same initial weights everywhere (rank 0's are broadcast anyway)
     model = build_model(config)
+    if init_state is not None:
+        model.load_state_dict(init_state)
     if config.text_dim:  # items seen in any rank's training windows keep their ID embedding; the rest are text only
         seen = torch.from_numpy(np.bincount(np.concatenate([shard.inputs.ravel(), shard.targets.ravel()]),
                                             minlength=config.n_items + 1)[: config.n_items + 1])
         seen = hvd.allreduce(seen, op=hvd.Sum, name="items_seen")
+        if init_state is not None:  # warm: the items the parent knew by ID stay known
+            seen = seen + init_state["id_known"][: config.n_items + 1].to(seen.dtype)
         if text is None:
             raise ValueError("a text-aware model needs the item text embeddings")
         model.set_item_text(torch.as_tensor(text, dtype=torch.float32), seen > 0)
     model = model.to(device)
     hvd.broadcast_parameters(model.state_dict(), root_rank=0)
+    init_checksum = parameter_checksum(model)
     optimizer = hvd.DistributedOptimizer(torch.optim.AdamW(model.parameters(), lr=conf.lr,
                                                            weight_decay=conf.weight_decay),
                                          named_parameters=model.named_parameters())
@@ -157,6 +165,7 @@ def _train(hvd, train_urls: list[str], valid_urls: list[str], config: ModelConfi
         "rank": rank, "size": size, "device": str(device), "rows": len(shard), "rows_read": shard.rows_read,
         "valid_users": len(valid), "steps_per_epoch": steps, "history": state["history"], "best": state["best"],
         "resumed_from": resumed_from, "stopped": stopped, "checksum": parameter_checksum(model),
+        "init_checksum": init_checksum,
         "seconds": time.perf_counter() - start, "state_dict": None,
     }
     if rank == 0:

@@ -39,13 +39,15 @@ class TrainResult:
 def train_distributed(spark: SparkSession, train_urls: list[str], valid_urls: list[str], model_config: ModelConfig,
                       conf: TrainConf, checkpoint_dir: str, text: np.ndarray | None = None,
                       progress: bool = False, exclude_types: list[str] | None = None,
-                      on_epoch: Callable[[int, float], bool] | None = None) -> TrainResult:
+                      on_epoch: Callable[[int, float], bool] | None = None,
+                      init_state: dict | None = None) -> TrainResult:
     """Train on `conf.ranks` ranks reading the snapshot files; verify the ranks ended identical.
 
     text: the item text embeddings a text-aware model needs ([n_items + 1, text_dim], shipped to every rank).
     `progress`: rank 0 draws a bar over the epochs (on the driver's stderr in local mode, in the executor's log on
     a cluster). exclude_types: score.exclude_event_types, the serving rule validation ranks under. on_epoch: runs
-    on rank 0 after each epoch's validation, (epoch, NDCG@10) -> stop?; it is pickled to the rank."""
+    on rank 0 after each epoch's validation, (epoch, NDCG@10) -> stop?; it is pickled to the rank. init_state: a
+    warm start's initial weights (every rank loads them)."""
     _check_slots(spark, conf.ranks)
     timeout = str(conf.timeout_s)  # a collective some rank never joins is a stall: shut down instead of waiting
     env = {**os.environ, "HOROVOD_GLOO_TIMEOUT_SECONDS": timeout, "HOROVOD_STALL_CHECK_TIME_SECONDS": timeout,
@@ -53,7 +55,7 @@ def train_distributed(spark: SparkSession, train_urls: list[str], valid_urls: li
     try:
         reports = horovod.spark.run(
             train_rank, args=(train_urls, valid_urls, model_config.to_dict(), conf, checkpoint_dir, text, progress,
-                              exclude_types, on_epoch),
+                              exclude_types, on_epoch, init_state),
             num_proc=conf.ranks, use_gloo=True, start_timeout=conf.timeout_s, env=env, verbose=0,
         )
     except Exception as e:  # horovod names the first rank that failed; its traceback is in the job's stderr
