@@ -16,16 +16,11 @@ from lakerec.config import CONTRACT_EVENT_FIELDS
 from lakerec.context import StageContext, StageResult
 from lakerec.etl import reasons as R
 from lakerec.etl.ingest import (
-    REASONS, REQUIRED_EVENT_FIELDS, SOURCE_EVENTS, bronze_events, check_accounting, commit_metadata, count_by_reason,
-    ingested_files, long_line_rows, quarantine_rows, rows_of_files, slim_raw, validate_events,
+    REASONS, REQUIRED_EVENT_FIELDS, SOURCE_EVENTS, bronze_events, check_accounting, commit_metadata, ingested_files,
+    long_line_rows, quarantine_rows, read_validated, rows_of_files,
 )
-from lakerec.etl.rawfiles import (
-    BadInputFiles, count_lines, new_rejections, quiet_task_errors, rejected_rows, scan_files, unreadable_file,
-)
-from lakerec.etl.sources import (
-    REC, add_source_lines, batch_id_of, events_input_path, list_input_files, read_source, required_columns,
-    wanted_columns,
-)
+from lakerec.etl.rawfiles import BadInputFiles, new_rejections, rejected_rows, scan_files
+from lakerec.etl.sources import batch_id_of, events_input_path, list_input_files, required_columns
 
 log = logging.getLogger("lakerec.ingest")
 KILL_AT_ENV = "LAKEREC_TEST_KILL_AT"  # tests: "before_commit" or "between_commits" kills this process there
@@ -51,7 +46,7 @@ def run(ctx: StageContext) -> StageResult:
     # needs): the counts, the quarantine and bronze then read the cache, not the raw files again.
     required = required_columns(source, CONTRACT_EVENT_FIELDS, REQUIRED_EVENT_FIELDS)
     scan = scan_files(spark, new, source, required, cfg.input.max_line_bytes)
-    numbered, counts = _validated(ctx, scan, required, ingested_at)
+    numbered, counts = read_validated(spark, scan, cfg, required, ingested_at)
     try:
         for rejected in scan.rejected:
             log.warning("ingest: %s", rejected.describe())
@@ -98,31 +93,6 @@ def run(ctx: StageContext) -> StageResult:
                  **summary, **{f"quarantined.{reason}": counts.get(reason, 0) for reason in REASONS}},
         attention=[r.describe() for r in scan.rejected],
     )
-
-
-def _validated(ctx: StageContext, scan, required: list[str], ingested_at: datetime):
-    """(the validated rows of the scan's readable files, numbered and cached; quarantined rows by reason), or
-    (None, {}) when no file is readable. A file the parse cannot read (a Parquet file with broken pages: its
-    footer read fine) is rejected and the parse runs again without it."""
-    cfg, spark = ctx.cfg, ctx.spark
-    source = cfg.input.events
-    with quiet_task_errors(spark):
-        while scan.files:
-            raw = read_source(spark, scan.files, source, wanted_columns(source, CONTRACT_EVENT_FIELDS), required,
-                              headers=scan.headers, schemas=scan.schemas, max_line_bytes=cfg.input.max_line_bytes)
-            validated = validate_events(raw, source, cfg.etl, ingested_at).drop(REC)
-            numbered = add_source_lines(slim_raw(validated), scan.line_number()).persist()
-            try:
-                return numbered, count_by_reason(numbered)[2]
-            except Exception as e:  # noqa: BLE001 - only an unreadable file is handled; anything else re-raised
-                numbered.unpersist()
-                bad = unreadable_file(spark, e, scan.files)
-                if bad is None:
-                    raise
-                scan.reject(bad)
-                if source.format != "parquet":  # line numbers depend on the set of files read: count again
-                    count_lines(spark, scan, source, cfg.input.max_line_bytes)
-    return None, {}
 
 
 def _maybe_killed(point: str) -> None:

@@ -286,3 +286,23 @@ def test_a_csv_file_lacking_a_required_column_is_rejected_whole(tmp_path, spark)
     again = run_job(jobs.ingest, cfg, spark)
     assert (again.metrics["files_new"], again.metrics["files_rejected"], again.metrics["rows_bronze"]) == (1, 0, 2)
     assert sorted(r.user_id for r in lake.read(T.BRONZE_EVENTS).collect()) == ["u1", "u2", "u3"]
+
+
+def test_rfc4180_quoted_fields_with_delimiters_quotes_and_line_breaks_are_one_record(tmp_path, spark):
+    path = tmp_path / "a.csv"
+    path.write_bytes(
+        b"event_id,user_id,item_id,event_type,ts,user_agent\n"
+        b'e1,u1,"a, b",view,1762000000,"Mozilla ""quoted"""\n'               # line 2
+        b'e2,u2,"title with\nline break\r\nand another",view,1762000060,x\n'  # lines 3-5: one record
+        b"e3,u3,i3,view,1762000120,x\n"                                       # line 6
+        b'e4,u4,"never closed,view,1762000180,x\n'                            # line 7: a quote that never closes
+        b"e5,u5,i5,view,1762000240,x\n")                                      # line 8
+    cfg = etl_cfg(tmp_path / "lake", f"input.events.path={path}", "input.events.format=csv",
+                  "etl.gates.max_quarantine_share=1.0")
+    m = run_job(jobs.ingest, cfg, spark).metrics
+    assert (m["rows_read"], m["rows_bronze"], m["quarantined.wrong_field_count"]) == (5, 4, 1)
+    lake = Lake(cfg.lake.root, spark)
+    rows = {r.event_id: (r.source_line, r.item_id, r.user_agent) for r in lake.read(T.BRONZE_EVENTS).collect()}
+    assert rows == {"e1": (2, "a, b", 'Mozilla "quoted"'), "e2": (3, "title with\nline break\nand another", "x"),
+                    "e3": (6, "i3", "x"), "e5": (8, "i5", "x")}
+    assert [(r.source_line, r.reason) for r in lake.read(T.BRONZE_QUARANTINE).collect()] == [(7, R.WRONG_FIELD_COUNT)]

@@ -12,10 +12,12 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakerec import tables as T
-from lakerec.config import CONTRACT_EVENT_FIELDS, EtlConf, SourceConf
+from lakerec.config import CONTRACT_EVENT_FIELDS, Config, EtlConf, SourceConf
 from lakerec.etl import reasons as R
-from lakerec.etl.rawfiles import LongLine
-from lakerec.etl.sources import LENGTH, MALFORMED, fenced, is_blank, to_contract
+from lakerec.etl.rawfiles import FileScan, LongLine, count_lines, quiet_task_errors, unreadable_file
+from lakerec.etl.sources import (
+    LENGTH, MALFORMED, REC, add_source_lines, fenced, is_blank, read_source, to_contract, wanted_columns,
+)
 from lakerec.lake import Lake
 
 REQUIRED_EVENT_FIELDS = (T.USER_ID, T.ITEM_ID, T.EVENT_TYPE, T.TS)
@@ -117,6 +119,31 @@ def validate_events(raw: DataFrame, source: SourceConf, etl: EtlConf, ingested_a
         .when(~F.lower(F.trim(T.EVENT_TYPE)).isin(known), R.UNKNOWN_EVENT_TYPE)
     )
     return fenced(df.withColumn(T.REASON, reason))  # filters on reason must not re-parse every row
+
+
+def read_validated(spark: SparkSession, scan: FileScan, cfg: Config, required: list[str], ingested_at: datetime
+                   ) -> tuple[DataFrame | None, dict[str, int]]:
+    """(the validated rows of the scan's readable files, numbered and cached, raw kept for bad rows only;
+    quarantined rows by reason), or (None, {}) when no file is readable. A file the parse cannot read (a Parquet
+    file with broken pages: its footer read fine) is rejected and the parse runs again without it."""
+    source = cfg.input.events
+    with quiet_task_errors(spark):
+        while scan.files:
+            raw = read_source(spark, scan.files, source, wanted_columns(source, CONTRACT_EVENT_FIELDS), required,
+                              scan, cfg.input.max_line_bytes)
+            validated = validate_events(raw, source, cfg.etl, ingested_at).drop(REC)
+            numbered = add_source_lines(slim_raw(validated)).persist()  # read_source numbered the lines
+            try:
+                return numbered, count_by_reason(numbered)[2]
+            except Exception as e:  # noqa: BLE001 - only an unreadable file is handled; anything else re-raised
+                numbered.unpersist()
+                bad = unreadable_file(spark, e, scan.files)
+                if bad is None:
+                    raise
+                scan.reject(bad)
+                if source.format != "parquet":  # line numbers depend on the set of files read: count again
+                    count_lines(spark, scan, source, cfg.input.max_line_bytes)
+    return None, {}
 
 
 def slim_raw(validated: DataFrame) -> DataFrame:

@@ -37,6 +37,7 @@ log = logging.getLogger("lakerec.ingest")
 
 LONG_LINE_PREFIX_BYTES = 1024  # what quarantine keeps of a line_too_long line
 _CHUNK = 1 << 20               # bytes a driver-side stream reads at a time
+MAX_RECORD_LINES = 1000        # csv/tsv: a quoted field spans at most this many lines (a stray quote opens none)
 _GZIP_SIZE_MOD = 1 << 32       # a gzip file's trailer holds its uncompressed size modulo 2^32
 MISSING_COLUMN_ERROR = "missing_column"
 # Task failures are logged by these with a Java stack trace; a bad file is reported in one line instead
@@ -65,6 +66,12 @@ class LongLine:
     line: int          # 1-based line number in the file
     length: int        # bytes before its \n
     prefix: bytes      # its first LONG_LINE_PREFIX_BYTES bytes
+    ended: bool = True  # a \n ends it (not so the last line of a file that lacks one)
+
+    @property
+    def consumed(self) -> int:
+        """Its bytes with its \n: what Hadoop's reader compares with its bound."""
+        return self.length + self.ended
 
 
 @dataclass
@@ -78,6 +85,8 @@ class FileScan:
     long_lines: dict[str, list[LongLine]] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)       # csv/tsv with a header
     schemas: dict[str, ST.StructType] = field(default_factory=dict)  # parquet
+    records: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # csv/tsv: (first, last) line of a
+    #                                                                          record whose quoted field breaks lines
 
     @property
     def rows_read(self) -> int:
@@ -88,7 +97,7 @@ class FileScan:
         """Take a file out: it is not read, counted or marked as ingested."""
         self.files.remove(rejected.file)
         self.rejected.append(rejected)
-        for table in (self.rows, self.long_lines, self.headers, self.schemas):
+        for table in (self.rows, self.long_lines, self.headers, self.schemas, self.records):
             table.pop(rejected.file, None)
         self.first_index = {k: v for k, v in self.first_index.items() if k[0] != rejected.file}
 
@@ -101,6 +110,7 @@ class FileScan:
         index_of = F.create_map(*(x for (f, split), first in sorted(self.first_index.items())
                                   for x in (F.lit(f"{f}\t{split}"), F.lit(first).cast("long"))))
         index = F.col(POS) + index_of[F.concat_ws("\t", T.SOURCE_FILE, F.col(SPLIT).cast("string"))]
+        # a too-long line j (0-based, in order) is skipped: rows from index line - j on come one line later
         shifted = [
             F.when(F.col(T.SOURCE_FILE) == f, sum(F.when(index >= ln.line - j, 1).otherwise(0)
                                                     for j, ln in enumerate(lines)))
@@ -167,11 +177,14 @@ def _count_lines(spark: SparkSession, scan: FileScan, conf: SourceConf, max_line
     """One pass over the raw lines: per (file, split) the first `_pos`, the lines, header lines and bytes."""
     lines = read_lines(spark, scan.files, conf.encoding, max_line_bytes)
     is_header = header_is_line(scan.headers) if scan.headers else F.lit(False)
+    # csv/tsv: a line with an odd number of quotes opens or closes a quoted field that holds a line break
+    odd = (F.collect_list(F.when(F.regexp_count(T.RAW, F.lit('"')) % 2 == 1, F.col(POS))) if conf.format != "jsonl"
+           else F.array().cast("array<long>"))
     rows = lines.groupBy(T.SOURCE_FILE, SPLIT).agg(
         F.min(POS).alias("_first"), F.count(F.lit(1)).alias("_n"), F.sum(is_header.cast("long")).alias("_headers"),
-        F.sum(F.col(LENGTH) + 1).alias("_bytes"),
+        F.sum(F.col(LENGTH) + 1).alias("_bytes"), odd.alias("_odd"),
     ).collect()
-    scan.rows, scan.first_index, scan.long_lines = {}, {}, {}
+    scan.rows, scan.first_index, scan.long_lines, scan.records = {}, {}, {}, {}
     before: dict[str, int] = {}
     consumed: dict[str, int] = {}
     for r in sorted(rows, key=lambda r: (r[T.SOURCE_FILE], r[SPLIT])):
@@ -183,9 +196,38 @@ def _count_lines(spark: SparkSession, scan: FileScan, conf: SourceConf, max_line
         consumed[f] = consumed.get(f, 0) + r["_bytes"]
     for f in scan.files:
         if _skipped_bytes(spark, f, consumed.get(f, 0)):
-            scan.long_lines[f] = find_long_lines(spark, f, max_line_bytes)
+            scan.long_lines[f] = _skipped_lines(spark, f, max_line_bytes, before.get(f, 0))
             log.warning("%s: %d line(s) longer than %d bytes (line_too_long)", f, len(scan.long_lines[f]),
                         max_line_bytes)
+    odd_lines: dict[str, list[int]] = {}
+    for r in rows:
+        f, first = r[T.SOURCE_FILE], scan.first_index[(r[T.SOURCE_FILE], r[SPLIT])]
+        odd_lines.setdefault(f, []).extend(_line_of(pos + first, scan.long_lines.get(f, [])) for pos in r["_odd"])
+    for f, odd_ones in odd_lines.items():
+        spans = _quoted_records(sorted(odd_ones), [ln.line for ln in scan.long_lines.get(f, [])])
+        if spans:
+            scan.records[f] = spans
+            scan.rows[f] -= sum(last - first for first, last in spans)
+
+
+def _line_of(index: int, long_lines: list[LongLine]) -> int:
+    """The line number of the index-th line the read returned (`FileScan.line_number` in Python)."""
+    return index + sum(1 for j, ln in enumerate(long_lines) if index >= ln.line - j)
+
+
+def _quoted_records(odd: list[int], long_lines: list[int]) -> list[tuple[int, int]]:
+    """(first, last) line of each record whose quoted field holds line breaks (RFC 4180), from the lines with an
+    odd number of quotes, in order: each opens a quoted field the next one closes. An opening without a close
+    within MAX_RECORD_LINES (a stray quote) joins nothing and the next odd line opens instead; a record does
+    not span a line too long to read."""
+    spans, opening = [], None
+    for line in odd:
+        if opening is None or line - opening + 1 > MAX_RECORD_LINES or any(opening < x < line for x in long_lines):
+            opening = line
+        else:
+            spans.append((opening, line))
+            opening = None
+    return spans
 
 
 def _skipped_bytes(spark: SparkSession, file: str, consumed: int) -> bool:
@@ -210,10 +252,24 @@ def _skipped_bytes(spark: SparkSession, file: str, consumed: int) -> bool:
     return (consumed - int.from_bytes(trailer, "little")) % _GZIP_SIZE_MOD not in (0, 1)
 
 
-def find_long_lines(spark: SparkSession, file: str, max_line_bytes: int) -> list[LongLine]:
-    """The lines Hadoop's reader skips at max_line_bytes (consumed bytes, \\n included, of max_line_bytes + 2 or
-    more), streamed in bounded chunks: no line is ever held whole."""
-    limit = max_line_bytes + 2
+def _skipped_lines(spark: SparkSession, file: str, max_line_bytes: int, returned: int) -> list[LongLine]:
+    """The lines of `file` the read skipped, given that it returned `returned` lines: the longest of its lines
+    longer than max_line_bytes. Hadoop skips by length alone (its exact bound differs by one between its plain
+    and compressed readers), so the skipped lines are the longest ones (line break counted); a count that no length bound explains
+    is an error, not a guess."""
+    candidates, total = find_long_lines(spark, file, max_line_bytes)
+    skipped = total - returned
+    ranked = sorted(candidates, key=lambda ln: -ln.consumed)
+    if not 0 <= skipped <= len(ranked) or (0 < skipped < len(ranked) and
+                                            ranked[skipped - 1].consumed == ranked[skipped].consumed):
+        raise RuntimeError(f"{file}: the read returned {returned} of {total} lines, which no line length "
+                           f"explains ({len(ranked)} longer than {max_line_bytes} bytes)")
+    return sorted(ranked[:skipped], key=lambda ln: ln.line)
+
+
+def find_long_lines(spark: SparkSession, file: str, max_line_bytes: int) -> tuple[list[LongLine], int]:
+    """(the lines longer than max_line_bytes, the number of lines), streamed in bounded chunks: no line is ever
+    held whole."""
     found: list[LongLine] = []
     line, length, prefix = 1, 0, bytearray()
     stream = _open(spark, file)
@@ -230,14 +286,14 @@ def find_long_lines(spark: SparkSession, file: str, max_line_bytes: int) -> list
                 length += len(piece)
                 if end < 0:
                     break
-                if length + 1 >= limit:
+                if length > max_line_bytes:
                     found.append(LongLine(file, line, length, bytes(prefix)))
                 line, length, prefix, start = line + 1, 0, bytearray(), end + 1
     finally:
         stream.close()
-    if length >= limit:  # a last line without \n
-        found.append(LongLine(file, line, length, bytes(prefix)))
-    return found
+    if length > max_line_bytes:  # a last line without \n
+        found.append(LongLine(file, line, length, bytes(prefix), ended=False))
+    return found, line - (0 if length else 1)
 
 
 def rejected_for(spark: SparkSession, file: str, reason: str, error_class: str) -> Rejected:

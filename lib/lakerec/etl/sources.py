@@ -90,33 +90,57 @@ def batch_id_of(spark: SparkSession, files: list[str]) -> str:
 
 
 def read_source(spark: SparkSession, files: list[str], conf: SourceConf, wanted: list[str],
-                required: list[str] = (), headers: dict[str, str] | None = None,
-                schemas: dict[str, ST.StructType] | None = None, max_line_bytes: int | None = None) -> DataFrame:
+                required: list[str] = (), scan: "FileScan | None" = None,  # noqa: F821 - rawfiles imports us
+                max_line_bytes: int | None = None) -> DataFrame:
     """Rows of `files` in `conf.format`: columns raw, source_file, _malformed (a reason), _pos, _split, _header,
-    _length and _rec (source columns as strings), plus source_line for Parquet (text formats: see
-    `add_source_lines`). `wanted` names the source columns a JSON or Parquet record is asked for.
+    _length and _rec (source columns as strings), plus source_line for Parquet and, given `scan`, for text
+    (else see `add_source_lines`). `wanted` names the source columns a JSON or Parquet record is asked for.
+    `scan` (a `rawfiles.FileScan` of `files`) brings their headers, Parquet schemas, line numbers and the csv
+    records whose quoted fields break lines; without it headers and footers are read here.
 
     jsonl and csv/tsv are read as text lines (gzip transparently, decoded with `conf.encoding`) and parsed with
-    an all-string schema, so nothing is coerced before validation and the raw line survives. csv/tsv column
-    names come from `conf.columns`, else from each file's own header line (`headers`, read here when not
-    given); the rows of a file whose header lacks one of the `required` columns are `missing_column`, never
-    read by position. Parquet files are read by their own schemas (`schemas`, from their footers when not
-    given), each value cast to text per file. A line longer than `max_line_bytes` (None: no limit) is
-    `line_too_long` (the longest lines never come back from the read: see `lakerec.etl.rawfiles`); text that is
-    not valid UTF-8, or a JSON escape of a lone surrogate, is `bad_encoding`.
+    an all-string schema, so nothing is coerced before validation and the raw line survives. csv/tsv follow
+    RFC 4180 (a quoted field may hold delimiters, doubled quotes and line breaks: such a record is one row,
+    numbered by its first line); column names come from `conf.columns`, else from each file's own header
+    line; the rows of a file whose header lacks one of the `required` columns are `missing_column`, never read
+    by position. Parquet files are read by their own schemas, each value cast to text per file. A line longer
+    than `max_line_bytes` (None: no limit) is `line_too_long` (the longest never come back from the read: see
+    `lakerec.etl.rawfiles`); text that is not valid UTF-8, or a JSON escape of a lone surrogate, is
+    `bad_encoding`.
     """
     if not files:
         raise ValueError("read_source needs at least one file")
     if conf.format == "parquet":
-        return _read_parquet(spark, files, wanted, schemas)
+        return _read_parquet(spark, files, wanted, scan.schemas if scan is not None else None)
     lines = read_lines(spark, files, conf.encoding, max_line_bytes)
+    line = scan.line_number() if scan is not None else None
+    if line is not None:
+        lines = lines.withColumn(T.SOURCE_LINE, line)
+        if scan.records:
+            lines = _join_records(spark, lines, scan.records)
     checks = [(F.col(LENGTH) > max_line_bytes, R.LINE_TOO_LONG)] if max_line_bytes else []
     checks.append((~F.is_valid_utf8(T.RAW), R.BAD_ENCODING))
     if conf.format == "jsonl":
         return _parse_json(lines, wanted, [*checks, (F.col(T.RAW).rlike(_LONE_SURROGATE), R.BAD_ENCODING)])
-    if conf.header and headers is None:
-        headers = file_headers(spark, files, conf.encoding)
-    return _parse_delimited(lines, files, headers or {}, conf, required, checks)
+    headers = {} if not conf.header else scan.headers if scan is not None else file_headers(spark, files, conf.encoding)
+    return _parse_delimited(lines, files, headers, conf, required, checks)
+
+
+def _join_records(spark: SparkSession, lines: DataFrame, records: dict[str, list[tuple[int, int]]]) -> DataFrame:
+    """The lines of each (first, last) record joined by \n into one row (its first line's number, `_pos` and
+    split); other lines as they were. Only the records' lines are grouped (a broadcast lookup finds them)."""
+    member = spark.createDataFrame(
+        [(f, line, first) for f, spans in records.items() for first, last in spans for line in range(first, last + 1)],
+        f"{T.SOURCE_FILE} string, {T.SOURCE_LINE} long, _record long")
+    tagged = lines.join(F.broadcast(member), [T.SOURCE_FILE, T.SOURCE_LINE], "left")
+    parts = F.sort_array(F.collect_list(F.struct(T.SOURCE_LINE, T.RAW, POS, SPLIT, LENGTH)))
+    joined = (tagged.where(F.col("_record").isNotNull()).groupBy(T.SOURCE_FILE, "_record").agg(parts.alias("_lines"))
+              .select(F.concat_ws("\n", F.col(f"_lines.{T.RAW}")).alias(T.RAW), T.SOURCE_FILE,
+                      F.col("_lines")[0][POS].alias(POS), F.col("_lines")[0][SPLIT].alias(SPLIT),
+                      (F.aggregate(F.col(f"_lines.{LENGTH}"), F.lit(0).cast("long"), lambda a, b: a + b + 1) - 1
+                       ).cast("int").alias(LENGTH),
+                      F.col("_record").alias(T.SOURCE_LINE)))
+    return tagged.where(F.col("_record").isNull()).drop("_record").unionByName(joined)
 
 
 def add_source_lines(df: DataFrame, line: Column | None = None) -> DataFrame:
@@ -203,16 +227,21 @@ def read_lines(spark: SparkSession, files: list[str], encoding: str, max_line_by
     """(raw, source_file, _pos, _split, _length) per text line, decoded from `encoding`.
 
     Lines end at \\n; a \\r before it is dropped (cut as bytes: a line that is not valid UTF-8 keeps its bytes).
-    With `max_line_bytes`, Hadoop's reader skips lines of more than max_line_bytes + 1 bytes without holding
-    them (`rawfiles` finds them); a line one byte over comes back and is flagged by `read_source`.
+    With `max_line_bytes`, Hadoop's reader skips the lines that reach max_line_bytes + 2 bytes, their line break
+    counted, without holding them; `rawfiles` finds them, and `read_source` flags the lines a byte over that
+    come back. (On a plain file Hadoop may hand back a piece of a skipped line, exactly the bound long where
+    every real line is shorter: such pieces are dropped here, before lines are numbered.)
     """
     reader = spark.read.option("lineSep", "\n")
     if max_line_bytes is not None:
         reader = reader.option(MAX_LINE_KEY, str(max_line_bytes + 2))
+    text = reader.text(files)
+    if max_line_bytes is not None:
+        text = text.where(F.octet_length("value") < max_line_bytes + 2)
     value = F.col("value")
     cut = F.when(value.endswith("\r"), F.expr("substring(cast(value AS binary), 1, octet_length(value) - 1)")
                  .cast("string")).otherwise(value)
-    return reader.text(files).select(
+    return text.select(
         _decoded(cut, encoding), _source_file(), F.monotonically_increasing_id().alias(POS),
         F.col("_metadata.file_block_start").alias(SPLIT), F.octet_length(value).alias(LENGTH))
 
@@ -297,7 +326,7 @@ def _parse_json(lines: DataFrame, wanted: list[str], checks: list[tuple[Column, 
     record = F.struct(*(F.col("_parsed").getField(c).alias(c) for c in wanted))
     reason = _first_reason([*checks, (malformed, R.MALFORMED)])
     return df.select(T.RAW, T.SOURCE_FILE, reason.alias(MALFORMED), POS, SPLIT,
-                     F.lit(0).alias(HEADER), LENGTH, record.alias(REC))
+                     F.lit(0).alias(HEADER), LENGTH, record.alias(REC), *_numbered(df))
 
 
 def _one_json_value(raw: str) -> Column:
@@ -325,12 +354,15 @@ def _parse_delimited(lines: DataFrame, files: list[str], headers: dict[str, str]
     """
     layout_of = layouts(files, headers, conf)
     distinct = list(dict.fromkeys(layout_of.values()))
-    if not distinct:
-        raise ValueError(f"no {conf.format} file has a header line: {files}")
+    if not distinct:  # no file has a header line, so none has a line at all: no rows, the required columns
+        record = F.struct(*(F.lit(None).cast("string").alias(c) for c in required))
+        return lines.select(T.RAW, T.SOURCE_FILE, F.lit(None).cast("string").alias(MALFORMED), POS, SPLIT,
+                            F.lit(1).alias(HEADER), LENGTH, record.alias(REC), *_numbered(lines))
     names = list(dict.fromkeys(c for layout in distinct for c in layout))
     if headers:
         lines = lines.where(~header_is_line(headers))  # a header line is never a data row
-    options = {"sep": conf.sep, "mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT}
+    # RFC 4180: a quote inside a quoted field is doubled
+    options = {"sep": conf.sep, "escape": '"', "mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT}
     which = _literal_map({f: distinct.index(layout) for f, layout in layout_of.items()})[F.col(T.SOURCE_FILE)]
     df = lines
     for k, layout in enumerate(distinct):
@@ -352,7 +384,11 @@ def _parse_delimited(lines: DataFrame, files: list[str], headers: dict[str, str]
     record = F.struct(*(field(c).alias(c) for c in names))
     header_lines = F.lit(1 if conf.header else 0)
     return df.select(T.RAW, T.SOURCE_FILE, malformed.alias(MALFORMED), POS, SPLIT, header_lines.alias(HEADER),
-                     LENGTH, record.alias(REC))
+                     LENGTH, record.alias(REC), *_numbered(df))
+
+
+def _numbered(df: DataFrame) -> list[str]:
+    return [T.SOURCE_LINE] if T.SOURCE_LINE in df.columns else []
 
 
 def layouts(files: list[str], headers: dict[str, str], conf: SourceConf) -> dict[str, tuple[str, ...]]:
