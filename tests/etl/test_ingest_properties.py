@@ -151,17 +151,15 @@ def _jsonl_lines(data: bytes, first: int) -> list[int]:
 
 
 def _csv_records(data: bytes, first: int) -> list[int]:
-    """The first line of every record: a line with an odd number of quotes opens a quoted field the next closes."""
+    """The first line of every record (RFC 4180 as documented): a line with an odd number of quotes opens a
+    quoted field the next such line closes, the lines between belong to the record; an opening that nothing
+    closes (a stray quote) joins nothing."""
     lines = data.split(b"\n")
     if data.endswith(b"\n"):
         lines.pop()
-    starts, open_ = [], False
-    for number, line in enumerate(lines, 1):
-        if number >= first and not open_:
-            starts.append(number)
-        if line.count(b'"') % 2:
-            open_ = not open_
-    return starts
+    odd = [n for n, line in enumerate(lines, 1) if line.count(b'"') % 2]
+    inside = {n for opening, closing in zip(odd[::2], odd[1::2]) for n in range(opening + 1, closing + 1)}
+    return [n for n in range(first, len(lines) + 1) if n not in inside]
 
 
 def _run(spark, tmp_path_factory, files, fmt):

@@ -254,9 +254,8 @@ def _skipped_bytes(spark: SparkSession, file: str, consumed: int) -> bool:
 
 def _skipped_lines(spark: SparkSession, file: str, max_line_bytes: int, returned: int) -> list[LongLine]:
     """The lines of `file` the read skipped, given that it returned `returned` lines: the longest of its lines
-    longer than max_line_bytes. Hadoop skips by length alone (its exact bound differs by one between its plain
-    and compressed readers), so the skipped lines are the longest ones (line break counted); a count that no length bound explains
-    is an error, not a guess."""
+    longer than max_line_bytes. Hadoop skips by length alone (its bytes with the line break), so the skipped
+    lines are the longest ones; a count that no length bound explains is an error, not a guess."""
     candidates, total = find_long_lines(spark, file, max_line_bytes)
     skipped = total - returned
     ranked = sorted(candidates, key=lambda ln: -ln.consumed)
