@@ -80,7 +80,7 @@ class FileScan:
 
     files: list[str]
     rejected: list[Rejected] = field(default_factory=list)
-    rows: dict[str, int] = field(default_factory=dict)          # rows a file's read returns (headers excluded)
+    rows: dict[str, int] = field(default_factory=dict)          # rows the read returns (no header, a record once)
     first_index: dict[tuple[str, int], int] = field(default_factory=dict)  # (file, split) -> index of pos 0
     long_lines: dict[str, list[LongLine]] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)       # csv/tsv with a header
