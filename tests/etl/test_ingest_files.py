@@ -227,12 +227,13 @@ def test_lines_longer_than_the_limit_are_quarantined_with_a_prefix(tmp_path, spa
 @pytest.mark.slow
 def test_a_100_mb_line_completes_with_the_default_limit(tmp_path, spark):
     path = tmp_path / "big.jsonl"
+    head, tail = b'{"user_id": "u2", "blob": "', b'"}'
     with open(path, "wb") as f:
         f.write(_lines([_event(1)]))
-        f.write(b'{"user_id": "u2", "blob": "' + b"z" * (100 * 1024 * 1024) + b'"}\n')
+        f.write(head + b"z" * (100 * 1024 * 1024) + tail + b"\n")
         f.write(_lines([_event(3)]))
     cfg = etl_cfg(tmp_path / "lake", f"input.events.path={path}", "etl.gates.max_quarantine_share=1.0")
     m = run_job(jobs.ingest, cfg, spark).metrics
     assert (m["rows_read"], m["rows_bronze"], m["quarantined.line_too_long"]) == (3, 2, 1)
     q = Lake(cfg.lake.root, spark).read(T.BRONZE_QUARANTINE).first()
-    assert q.source_line == 2 and q.raw_length == 100 * 1024 * 1024 + 30 and len(q.raw_bytes) == 1024
+    assert (q.source_line, q.raw_length, len(q.raw_bytes)) == (2, len(head) + 100 * 1024 * 1024 + len(tail), 1024)
