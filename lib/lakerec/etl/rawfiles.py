@@ -130,7 +130,7 @@ def scan_files(spark: SparkSession, files: list[str], conf: SourceConf, required
                 scan.schemas[f], scan.rows[f] = parquet_footer(spark, f)
             except Exception as e:  # noqa: BLE001 - any failure to read one footer rejects that file alone
                 scan.reject(rejected_for(spark, f, *_java_error(e)))
-        _reject_lacking(spark, scan, {f: tuple(s.fieldNames()) for f, s in scan.schemas.items()}, required)
+        _reject_lacking(spark, scan, {f: tuple(s.fieldNames()) for f, s in scan.schemas.items()}, required, conf)
         return scan
     if conf.format != "jsonl" and conf.header:
         for f in list(scan.files):
@@ -141,18 +141,19 @@ def scan_files(spark: SparkSession, files: list[str], conf: SourceConf, required
                 continue
             scan.headers.update(header)
         if not conf.columns:
-            _reject_lacking(spark, scan, layouts(scan.files, scan.headers, conf), required)
+            _reject_lacking(spark, scan, layouts(scan.files, scan.headers, conf), required, conf)
     count_lines(spark, scan, conf, max_line_bytes)
     return scan
 
 
 def _reject_lacking(spark: SparkSession, scan: FileScan, columns: dict[str, tuple[str, ...]],
-                    required: list[str]) -> None:
-    """Reject the files that lack a required column some other file has. A column no file has is left to
+                    required: list[str], conf: SourceConf) -> None:
+    """Reject the files that lack a required column. A column named in `mapping` that no file has is left to
     `to_contract`'s configuration error: the mapping, not the files, is wrong then."""
-    somewhere = {c for c in required if any(c in cols for cols in columns.values())}
+    mapped = {conf.source_column(f) for f in conf.mapping}
+    misnamed = {c for c in required if c in mapped and not any(c in cols for cols in columns.values())}
     for f, cols in columns.items():
-        lacking = [c for c in required if c in somewhere and c not in cols]
+        lacking = [c for c in required if c not in misnamed and c not in cols]
         if lacking:
             scan.reject(rejected_for(spark, f, f"lacks column(s) {lacking}; it has {list(cols)}",
                                      MISSING_COLUMN_ERROR))
