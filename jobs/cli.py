@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from jobs.common import build_config, config_options, stage_command
+from jobs.common import build_config, config_options, exit_for_attention, stage_command
 from lakerec import runner, tracking
 from lakerec.pipeline import load_pipeline
 from lakerec.spark import get_spark
@@ -73,6 +73,7 @@ def run_pipeline(profile, config_files, overrides, conf_dir, verbose, log_format
         click.echo("resume with: lakerec run --resume " + _replay_args(profile, config_files, overrides), err=True)
         raise
     click.echo(pipeline_summary(cfg, spark, out.results, out.seconds))
+    exit_for_attention(out.results)
 
 
 @main.command(name="refresh")

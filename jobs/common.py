@@ -1,6 +1,7 @@
 """What every job entry point shares: the command-line options, config loading and the stage run."""
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -8,7 +9,7 @@ import click
 
 from lakerec import logs, tracking
 from lakerec.config import Config, ConfigError, LogConf, load_config
-from lakerec.context import StageFn, StageResult, run_stage
+from lakerec.context import EXIT_ATTENTION, StageFn, StageResult, run_stage
 from lakerec.spark import get_spark
 
 
@@ -81,6 +82,7 @@ def stage_command(stage: str, fn: StageFn, doc: str, options: Sequence[JobOption
         parent = tracking.parent_run_id_from_env()
         result = run_stage(stage, fn, cfg, get_spark(cfg), parent_run_id=parent, pipeline_run_id=parent)
         print_result(stage, result)
+        exit_for_attention({stage: result})
 
     for option in options:
         command = option.decorate(command)
@@ -89,6 +91,16 @@ def stage_command(stage: str, fn: StageFn, doc: str, options: Sequence[JobOption
 
 def print_result(stage: str, result: StageResult) -> None:
     click.echo(result.describe(stage))
+
+
+def exit_for_attention(results: dict[str, StageResult]) -> None:
+    """Repeat the lines a person must read (e.g. rejected input files) and exit with EXIT_ATTENTION: the
+    work is done and committed, but a scheduler must not take the run for a clean one."""
+    lines = [f"[{stage}] {line}" for stage, result in results.items() for line in result.attention]
+    if lines:
+        for line in lines:
+            click.echo(line, err=True)
+        sys.exit(EXIT_ATTENTION)
 
 
 def job_main(stage: str, fn: StageFn, doc: str,

@@ -1,6 +1,8 @@
 """Raw events (a file or a folder; jsonl, csv, tsv or parquet, gzip read transparently) -> bronze.events and
 bronze.quarantine. Files already ingested are skipped, so a rerun adds nothing; a run killed before its commits
-leaves both tables as they were, and the rerun completes it (each table skips the files it already holds)."""
+leaves both tables as they were, and the rerun completes it (each table skips the files it already holds).
+A file that cannot be read is rejected alone (bronze.rejected_files; exit status 3) and not marked as ingested:
+the next run tries it again."""
 import logging
 import os
 import signal
@@ -12,23 +14,22 @@ from jobs.common import job_main
 from lakerec import tables as T
 from lakerec.config import CONTRACT_EVENT_FIELDS
 from lakerec.context import StageContext, StageResult
+from lakerec.etl import reasons as R
 from lakerec.etl.ingest import (
-    REASONS, REQUIRED_EVENT_FIELDS, SOURCE_EVENTS, bronze_events, check_accounting, commit_metadata, count_by_reason,
-    ingested_files, quarantine_rows, rows_of_files, slim_raw, validate_events,
+    REASONS, REQUIRED_EVENT_FIELDS, SOURCE_EVENTS, bronze_events, check_accounting, commit_metadata, ingested_files,
+    long_line_rows, quarantine_rows, read_validated, rows_of_files,
 )
-from lakerec.etl.sources import (
-    REC, add_source_lines, batch_id_of, events_input_path, line_offsets, list_input_files, read_source,
-    required_columns, wanted_columns,
-)
+from lakerec.etl.rawfiles import BadInputFiles, new_rejections, rejected_rows, scan_files
+from lakerec.etl.sources import batch_id_of, events_input_path, list_input_files, required_columns
 
 log = logging.getLogger("lakerec.ingest")
 KILL_AT_ENV = "LAKEREC_TEST_KILL_AT"  # tests: "before_commit" or "between_commits" kills this process there
 
 
 def run(ctx: StageContext) -> StageResult:
-    cfg, lake = ctx.cfg, ctx.lake
+    cfg, lake, spark = ctx.cfg, ctx.lake, ctx.spark
     source = cfg.input.events
-    listed = list_input_files(ctx.spark, events_input_path(cfg))
+    listed = list_input_files(spark, events_input_path(cfg))
     if not listed:
         return StageResult(metrics={"files_new": 0, "rows_read": 0}, skipped=f"no files at {events_input_path(cfg)}")
     # bronze.events is committed last: a file it has is fully ingested
@@ -38,43 +39,60 @@ def run(ctx: StageContext) -> StageResult:
         return StageResult(metrics={"files_new": 0, "files_skipped": len(listed), "rows_read": 0},
                            skipped=f"no new input files ({len(listed)} already ingested)")
     # the same files give the same batch id, so the rerun of a killed batch writes under the id it started with
-    batch_id, ingested_at = batch_id_of(ctx.spark, new), datetime.now(timezone.utc)
+    batch_id, ingested_at = batch_id_of(spark, new), datetime.now(timezone.utc)
     log.info("ingest: %d new file(s) of %d, batch %s", len(new), len(listed), batch_id)
-    # One pass over the raw lines (nothing parsed) counts and numbers them; one parse validates every row, cached
-    # with the raw text kept for the bad rows only (the few quarantine needs): the counts, the quarantine and
-    # bronze then read the cache, not the raw files again.
-    offsets, rows_read = line_offsets(ctx.spark, new, source)
-    raw = read_source(ctx.spark, new, source, wanted_columns(source, CONTRACT_EVENT_FIELDS),
-                      required_columns(source, CONTRACT_EVENT_FIELDS, REQUIRED_EVENT_FIELDS))
-    validated = validate_events(raw, source, cfg.etl, ingested_at).drop(REC)
-    numbered = add_source_lines(slim_raw(validated), offsets).persist()
-    quarantined = quarantine_rows(numbered, SOURCE_EVENTS, batch_id, ingested_at)
+    # One pass over the raw lines (nothing parsed) counts and numbers them and finds the unreadable files; one
+    # parse validates every row, cached with the raw text kept for the bad rows only (the few quarantine
+    # needs): the counts, the quarantine and bronze then read the cache, not the raw files again.
+    required = required_columns(source, CONTRACT_EVENT_FIELDS, REQUIRED_EVENT_FIELDS)
+    scan = scan_files(spark, new, source, required, cfg.input.max_line_bytes)
+    numbered, counts = read_validated(spark, scan, cfg, required, ingested_at)
     try:
-        _, _, counts = count_by_reason(numbered)
-        rows_quarantined = sum(counts.values())
+        for rejected in scan.rejected:
+            log.warning("ingest: %s", rejected.describe())
+        if scan.rejected and cfg.input.on_bad_file == "fail":
+            raise BadInputFiles("input.on_bad_file is fail and nothing was committed: "
+                                + "; ".join(r.describe() for r in scan.rejected))
+        long_lines = [ln for f in scan.files for ln in scan.long_lines.get(f, [])]
+        if long_lines:
+            counts[R.LINE_TOO_LONG] = counts.get(R.LINE_TOO_LONG, 0) + len(long_lines)
+        rows_read, rows_quarantined = scan.rows_read, sum(counts.values())
         summary = {"rows_read": rows_read, "rows_bronze": rows_read - rows_quarantined,
                    "rows_quarantined": rows_quarantined, **{f"quarantined.{reason}": n for reason, n in counts.items()}}
         log.info("ingest: %d rows read, %d quarantined %s", rows_read, rows_quarantined, counts)
         _maybe_killed("before_commit")
-        # quarantine first, each table skipping files it already has: a rerun completes a crashed batch
+        rejections = new_rejections(lake, scan.rejected)
+        if rejections:  # first: a rerun that finds the same file (same size and time) adds no row
+            lake.write(T.BRONZE_REJECTED_FILES, rejected_rows(spark, rejections, batch_id, ingested_at),
+                       mode="append", metadata=commit_metadata(SOURCE_EVENTS, batch_id, []))
+        good = scan.files
+        # quarantine next, each table skipping files it already has: a rerun completes a crashed batch
         q_done = ingested_files(lake, T.BRONZE_QUARANTINE, SOURCE_EVENTS)
-        q_new = [f for f in new if f not in q_done]
-        if q_new:
+        q_new = [f for f in good if f not in q_done]
+        if q_new and numbered is not None:
+            quarantined = quarantine_rows(numbered, SOURCE_EVENTS, batch_id, ingested_at)
+            if long_lines:
+                quarantined = quarantined.unionByName(
+                    long_line_rows(spark, long_lines, SOURCE_EVENTS, batch_id, ingested_at))
             lake.write(T.BRONZE_QUARANTINE, quarantined.where(F.col(T.SOURCE_FILE).isin(q_new)), mode="append",
                        partition_by=[T.SOURCE], metadata=commit_metadata(SOURCE_EVENTS, batch_id, q_new, summary))
         _maybe_killed("between_commits")
-        lake.write(T.BRONZE_EVENTS, bronze_events(numbered, batch_id, ingested_at), mode="append",
-                   metadata=commit_metadata(SOURCE_EVENTS, batch_id, new, summary))
+        if numbered is not None:
+            lake.write(T.BRONZE_EVENTS, bronze_events(numbered, batch_id, ingested_at), mode="append",
+                       metadata=commit_metadata(SOURCE_EVENTS, batch_id, good, summary))
     finally:
-        numbered.unpersist()
-    check_accounting("ingest", rows_read, {
-        T.BRONZE_EVENTS: rows_of_files(lake, T.BRONZE_EVENTS, new),
-        T.BRONZE_QUARANTINE: rows_of_files(lake, T.BRONZE_QUARANTINE, new, SOURCE_EVENTS),
-    })
-    return StageResult(metrics={
-        "files_new": len(new), "files_skipped": len(listed) - len(new), **summary,
-        **{f"quarantined.{reason}": counts.get(reason, 0) for reason in REASONS},
-    })
+        if numbered is not None:
+            numbered.unpersist()
+    if good:
+        check_accounting("ingest", rows_read, {
+            T.BRONZE_EVENTS: rows_of_files(lake, T.BRONZE_EVENTS, good),
+            T.BRONZE_QUARANTINE: rows_of_files(lake, T.BRONZE_QUARANTINE, good, SOURCE_EVENTS),
+        })
+    return StageResult(
+        metrics={"files_new": len(good), "files_skipped": len(listed) - len(new), "files_rejected": len(scan.rejected),
+                 **summary, **{f"quarantined.{reason}": counts.get(reason, 0) for reason in REASONS}},
+        attention=[r.describe() for r in scan.rejected],
+    )
 
 
 def _maybe_killed(point: str) -> None:

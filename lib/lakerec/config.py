@@ -102,6 +102,10 @@ class SourceConf(_Strict):
 class InputConf(_Strict):
     events: SourceConf = SourceConf()
     items: SourceConf = SourceConf()
+    # ingest of events: a file that cannot be read (or lacks a required column) is recorded in
+    # bronze.rejected_files and the rest commits ("reject"; the command exits 3), or nothing commits ("fail")
+    on_bad_file: Literal["reject", "fail"] = "reject"
+    max_line_bytes: int = Field(1024 * 1024, ge=16)  # events: a longer line is quarantined as line_too_long
 
     @field_validator("events")
     @classmethod

@@ -15,6 +15,7 @@ from lakerec.config import Config
 from lakerec.lake import Lake
 
 log = logging.getLogger("lakerec")
+EXIT_ATTENTION = 3  # exit status of a command whose stages finished but reported `attention` lines
 FAIL_STAGE_ENV = "LAKEREC_FAIL_STAGE"  # fault injection for drills and tests: stages (comma-separated) that fail
 
 
@@ -42,6 +43,9 @@ class StageResult:
     reads: dict[str, int] = field(default_factory=dict)
     writes: dict[str, int] = field(default_factory=dict)
     run_id: str | None = None
+    # done, but a person must read these lines (e.g. input files rejected): the command then exits with
+    # EXIT_ATTENTION, so a scheduler notices
+    attention: list[str] = field(default_factory=list)
 
     def describe(self, stage: str) -> str:
         """One line for the console: how long it took and its metrics, or why it skipped."""
@@ -84,6 +88,10 @@ def run_stage(stage: str, fn: StageFn, cfg: Config, spark: SparkSession,
         mlflow.log_metric("stage_seconds", result.seconds)
         if result.skipped:
             mlflow.set_tag("lakerec.skipped", result.skipped)
+        if result.attention:
+            mlflow.set_tag("lakerec.attention", "\n".join(result.attention)[:5000])
+            for line in result.attention:
+                log.warning("stage %s: %s", stage, line)
         log.info("%s", result.describe(stage))
     return result
 

@@ -2,6 +2,7 @@
 
 BRONZE_EVENTS = "bronze.events"
 BRONZE_QUARANTINE = "bronze.quarantine"
+BRONZE_REJECTED_FILES = "bronze.rejected_files"  # raw files ingest could not read, one row per file and attempt
 SILVER_EVENTS = "silver.events"
 SILVER_SESSIONS = "silver.sessions"
 SILVER_BATCHES = "silver.batches"  # bronze batch ids silver has processed
@@ -33,8 +34,16 @@ INGESTED_AT = "ingested_at"
 
 # quarantine
 RAW = "raw"
+RAW_BYTES = "raw_bytes"    # the raw row's original bytes where `raw` is not exactly them (bad encoding, a prefix)
+RAW_LENGTH = "raw_length"  # the raw row's length in bytes (of the whole line, where `raw` is a prefix)
 REASON = "reason"
 SOURCE = "source"  # "events" | "items"
+
+# bronze.rejected_files (the file is source_file, the reason is reason)
+FILE_SIZE = "file_size"          # bytes
+MODIFIED_AT = "modified_at"      # the file's modification time: a replaced copy is a new attempt
+ERROR_CLASS = "error_class"      # e.g. java.io.EOFException, or missing_column
+REJECTED_AT = "rejected_at"
 
 # silver.batches and silver.quality
 PROCESSED_AT = "processed_at"

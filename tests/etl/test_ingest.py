@@ -19,11 +19,12 @@ def test_demo_lines_are_all_accounted_for_with_every_reason(demo_lake):
     assert got["rows_read"] == made["lines"]
     assert got["rows_read"] == got["rows_bronze"] + got["rows_quarantined"]
     # the demo's dirt kinds are the reasons, except its two kinds of impossible time
-    delimited_only = (R.MISSING_COLUMN, R.WRONG_FIELD_COUNT)  # the demo is JSON Lines: no columns, no field count
-    jsonl_reasons = [r for r in REASONS if r not in delimited_only]
+    # the demo is JSON Lines of UTF-8 text and short lines: no field count, no encoding or length problem
+    not_in_demo = (R.WRONG_FIELD_COUNT, R.BAD_ENCODING, R.LINE_TOO_LONG)
+    jsonl_reasons = [r for r in REASONS if r not in not_in_demo]
     expected = {reason: made.get(f"dirt.{reason}", 0) for reason in jsonl_reasons}
     expected[R.IMPOSSIBLE_TIMESTAMP] = made["dirt.too_old"] + made["dirt.future"]
-    assert all(got[f"quarantined.{reason}"] == 0 for reason in delimited_only)
+    assert all(got[f"quarantined.{reason}"] == 0 for reason in not_in_demo)
     for reason in jsonl_reasons:
         assert got[f"quarantined.{reason}"] == expected[reason] >= 1, reason
     kept_dirt = ("duplicate", "retry", "bot")  # valid rows: silver drops them
@@ -265,17 +266,43 @@ def test_csv_columns_are_read_by_each_files_own_header(tmp_path, spark):
     assert [(r.raw, r.source_line) for r in q] == [("eb2,book3,bob,view", 3)]
 
 
-def test_a_csv_file_lacking_a_required_column_is_quarantined_whole(tmp_path, spark):
-    """Not read by position: a file whose header has no user_id puts every row in quarantine as missing_column."""
+def test_a_csv_file_lacking_a_required_column_is_rejected_whole(tmp_path, spark):
+    """Not read by position, not marked as ingested: a file whose header has no user_id is rejected as a whole,
+    the other file lands, and a corrected copy is taken in by the next run."""
     drops = tmp_path / "drops"
     drops.mkdir()
     (drops / "a.csv").write_text("user_id,item_id,event_type,ts\nu1,i1,view,1762000000\n")
     (drops / "b.csv").write_text("uid,item_id,event_type,ts\nu2,i2,view,1762000000\nu3,i3,view,1762000060\n")
-    cfg = etl_cfg(tmp_path / "lake", f"input.events.path={drops}", "input.events.format=csv",
+    cfg = etl_cfg(tmp_path / "lake", f"input.events.path={drops}", "input.events.format=csv")
+    result = run_job(jobs.ingest, cfg, spark)
+    m = result.metrics
+    assert (m["files_new"], m["files_rejected"], m["rows_read"], m["rows_bronze"], m["rows_quarantined"]) == (1, 1, 1, 1, 0)
+    assert len(result.attention) == 1 and "b.csv" in result.attention[0] and "['user_id']" in result.attention[0]
+    lake = Lake(cfg.lake.root, spark)
+    rejected = lake.read(T.BRONZE_REJECTED_FILES).collect()
+    assert [(r.source_file.rsplit("/", 1)[-1], r.error_class) for r in rejected] == [("b.csv", "missing_column")]
+    assert not lake.exists(T.BRONZE_QUARANTINE) or lake.read(T.BRONZE_QUARANTINE).count() == 0
+    (drops / "b.csv").write_text("user_id,item_id,event_type,ts\nu2,i2,view,1762000000\nu3,i3,view,1762000060\n")
+    again = run_job(jobs.ingest, cfg, spark)
+    assert (again.metrics["files_new"], again.metrics["files_rejected"], again.metrics["rows_bronze"]) == (1, 0, 2)
+    assert sorted(r.user_id for r in lake.read(T.BRONZE_EVENTS).collect()) == ["u1", "u2", "u3"]
+
+
+def test_rfc4180_quoted_fields_with_delimiters_quotes_and_line_breaks_are_one_record(tmp_path, spark):
+    path = tmp_path / "a.csv"
+    path.write_bytes(
+        b"event_id,user_id,item_id,event_type,ts,user_agent\n"
+        b'e1,u1,"a, b",view,1762000000,"Mozilla ""quoted"""\n'               # line 2
+        b'e2,u2,"title with\nline break\r\nand another",view,1762000060,x\n'  # lines 3-5: one record
+        b"e3,u3,i3,view,1762000120,x\n"                                       # line 6
+        b'e4,u4,"never closed,view,1762000180,x\n'                            # line 7: a quote that never closes
+        b"e5,u5,i5,view,1762000240,x\n")                                      # line 8
+    cfg = etl_cfg(tmp_path / "lake", f"input.events.path={path}", "input.events.format=csv",
                   "etl.gates.max_quarantine_share=1.0")
     m = run_job(jobs.ingest, cfg, spark).metrics
-    assert (m["rows_read"], m["rows_bronze"], m["quarantined.missing_column"]) == (3, 1, 2)
-    q = Lake(cfg.lake.root, spark).read(T.BRONZE_QUARANTINE).orderBy(T.SOURCE_LINE).collect()
-    assert [(r.source_file.rsplit("/", 1)[-1], r.source_line, r.raw, r.reason) for r in q] == [
-        ("b.csv", 2, "u2,i2,view,1762000000", R.MISSING_COLUMN),
-        ("b.csv", 3, "u3,i3,view,1762000060", R.MISSING_COLUMN)]
+    assert (m["rows_read"], m["rows_bronze"], m["quarantined.wrong_field_count"]) == (5, 4, 1)
+    lake = Lake(cfg.lake.root, spark)
+    rows = {r.event_id: (r.source_line, r.item_id, r.user_agent) for r in lake.read(T.BRONZE_EVENTS).collect()}
+    assert rows == {"e1": (2, "a, b", 'Mozilla "quoted"'), "e2": (3, "title with\nline break\nand another", "x"),
+                    "e3": (6, "i3", "x"), "e5": (8, "i5", "x")}
+    assert [(r.source_line, r.reason) for r in lake.read(T.BRONZE_QUARANTINE).collect()] == [(7, R.WRONG_FIELD_COUNT)]

@@ -1,5 +1,5 @@
-"""The timestamp rule: epoch seconds / milliseconds / microseconds by size, ISO-8601 with offsets, a time
-without offset local to input.events.timezone (UTC by default), DST gaps and overlaps."""
+"""The timestamp rule: epoch seconds (with a fraction) / milliseconds / microseconds by size, ISO-8601 and RFC 3339
+with offsets, a time without offset local to input.events.timezone (UTC by default), DST gaps and overlaps."""
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -25,6 +25,13 @@ CASES = {
     "1762000000123456": EPOCH + timedelta(microseconds=1762000000123456),  # >= 1e14: microseconds
     "99999999999999999": EPOCH + timedelta(microseconds=99999999999999999),  # just under 1e17: microseconds
     "0": datetime(1970, 1, 1, tzinfo=UTC),
+    "2026-11-01t10:00:00z": datetime(2026, 11, 1, 10, tzinfo=UTC),        # RFC 3339: t and z in lower case
+    "2026-11-01t10:00:00.250+01:00": datetime(2026, 11, 1, 9, 0, 0, 250000, tzinfo=UTC),
+    "1762000000.5": datetime.fromtimestamp(1762000000, UTC) + timedelta(milliseconds=500),  # seconds, a fraction
+    "1762000000.123": datetime.fromtimestamp(1762000000, UTC) + timedelta(milliseconds=123),  # ms kept exactly
+    "1762000000.1234567": datetime.fromtimestamp(1762000000, UTC) + timedelta(microseconds=123457),
+    "100000000000.5": None,                                               # a fraction only on epoch seconds
+    "1762000000.": None,
     "garbage": None,
     "2026-13-45T99:00:00Z": None,                                         # shaped like ISO, impossible
     "11/02/2026 10:00": None,

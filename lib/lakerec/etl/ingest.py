@@ -8,17 +8,20 @@ import json
 from datetime import datetime, timedelta
 from functools import reduce
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakerec import tables as T
-from lakerec.config import CONTRACT_EVENT_FIELDS, EtlConf, SourceConf
+from lakerec.config import CONTRACT_EVENT_FIELDS, Config, EtlConf, SourceConf
 from lakerec.etl import reasons as R
-from lakerec.etl.sources import MALFORMED, fenced, is_blank, to_contract
+from lakerec.etl.rawfiles import FileScan, LongLine, count_lines, quiet_task_errors, unreadable_file
+from lakerec.etl.sources import (
+    LENGTH, MALFORMED, REC, add_source_lines, fenced, is_blank, read_source, to_contract, wanted_columns,
+)
 from lakerec.lake import Lake
 
 REQUIRED_EVENT_FIELDS = (T.USER_ID, T.ITEM_ID, T.EVENT_TYPE, T.TS)
-REASONS = R.QUARANTINE_REASONS
+REASONS = R.QUARANTINE_REASONS  # of event rows (an events file lacking a column is rejected whole, not its rows)
 SOURCE_EVENTS = "events"
 SOURCE_ITEMS = "items"
 # commit metadata keys: which raw files a commit took in (also for files that yielded no rows), and its counts
@@ -31,7 +34,8 @@ BRONZE_EVENT_COLUMNS = (
     T.EVENT_ID, T.USER_ID, T.ITEM_ID, T.EVENT_TYPE, T.TS, T.VALUE, T.SESSION_ID, T.USER_AGENT,
     T.BATCH_ID, T.SOURCE_FILE, T.SOURCE_LINE, T.INGESTED_AT,
 )
-QUARANTINE_COLUMNS = (T.SOURCE, T.RAW, T.REASON, T.SOURCE_FILE, T.SOURCE_LINE, T.BATCH_ID, T.INGESTED_AT)
+QUARANTINE_COLUMNS = (T.SOURCE, T.RAW, T.RAW_BYTES, T.RAW_LENGTH, T.REASON, T.SOURCE_FILE, T.SOURCE_LINE, T.BATCH_ID,
+                      T.INGESTED_AT)
 ID_FIELDS = (T.USER_ID, T.ITEM_ID, T.EVENT_ID, T.SESSION_ID)  # what input.events.max_id_length limits
 
 # Epoch units by magnitude: each bound is the year 5138 in its unit, so any time before then reads in one unit
@@ -39,9 +43,10 @@ ID_FIELDS = (T.USER_ID, T.ITEM_ID, T.EVENT_ID, T.SESSION_ID)  # what input.event
 EPOCH_MILLIS_FROM = 10**11
 EPOCH_MICROS_FROM = 10**14
 EPOCH_MICROS_UNTIL = 10**17
+_EPOCH_FRACTION = r"^[0-9]{1,11}\.[0-9]{1,9}$"   # epoch seconds with a fraction (below 1e11)
 _ISO = (r"^\d{4}-\d{2}-\d{2}"                    # date
         r"([T ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?"     # optional time with optional fraction
-        r"(Z|[+-]\d{2}(:?\d{2})?)?)?$")           # optional zone, only after a time
+        r"(Z|[+-]\d{2}(:?\d{2})?)?)?$")           # optional zone, only after a time (matched upper-cased)
 
 
 def parse_ts(c: Column, timezone: str = "UTC") -> Column:
@@ -49,18 +54,21 @@ def parse_ts(c: Column, timezone: str = "UTC") -> Column:
 
     The rule, whatever the session time zone:
     - all digits: epoch; < 1e11 seconds, < 1e14 milliseconds, < 1e17 microseconds (more digits: unreadable);
-    - otherwise ISO-8601: `yyyy-MM-dd`, optionally `T` or space and `HH:mm:ss[.fraction]`, optionally a zone
-      `Z`, `+hh`, `+hhmm` or `+hh:mm`. Without a zone the time is local to `timezone` (a date alone: its
+    - digits, a point and up to 9 digits: epoch seconds with a fraction (below 1e11; kept to the microsecond);
+    - otherwise ISO-8601 / RFC 3339: `yyyy-MM-dd`, optionally `T` (or `t`, or a space) and
+      `HH:mm:ss[.fraction]`, optionally a zone `Z` (or `z`), `+hh`, `+hhmm` or `+hh:mm`. Without a zone the time is local to `timezone` (a date alone: its
       midnight there). Across DST (java.time's rule): a time in the spring-forward gap moves forward by the
       gap (02:30 in a 02:00-03:00 gap is 03:30), an ambiguous fall-back time takes the first reading (the
       earlier instant, still on summer time).
     Anything else (words, impossible dates such as month 13) is null: the caller's `bad_timestamp`.
     """
-    text = F.trim(c)
+    text = F.upper(F.trim(c))  # RFC 3339 allows t and z; nothing else readable has letters
     n = F.when(text.rlike(r"^[0-9]{1,17}$"), text.try_cast("long"))
     epoch = (F.when(n < EPOCH_MILLIS_FROM, F.timestamp_seconds(n))
              .when(n < EPOCH_MICROS_FROM, F.timestamp_millis(n))
              .when(n < EPOCH_MICROS_UNTIL, F.timestamp_micros(n)))
+    # exact decimal arithmetic: a float would blur the milliseconds of today's epoch seconds
+    fraction = F.timestamp_micros((text.try_cast("decimal(20,6)") * 1_000_000).cast("long"))
     has_time, zone = F.regexp_extract(text, _ISO, 1), F.regexp_extract(text, _ISO, 3)
     # read as UTC first (an explicit Z makes the cast independent of spark.sql.session.timeZone) ...
     utc_text = (F.when(has_time == "", F.concat(text, F.lit("T00:00:00Z")))
@@ -70,7 +78,7 @@ def parse_ts(c: Column, timezone: str = "UTC") -> Column:
     if timezone != "UTC":
         # ... then a naive time is shifted from its local zone: to_utc_timestamp applies the DST rule above
         iso = F.when(zone == "", F.to_utc_timestamp(iso, timezone)).otherwise(iso)
-    return F.when(text.rlike(r"^[0-9]+$"), epoch).when(text.rlike(_ISO), iso)
+    return F.when(text.rlike(r"^[0-9]+$"), epoch).when(text.rlike(_EPOCH_FRACTION), fraction).when(text.rlike(_ISO), iso)
 
 
 def parse_value(c: Column) -> Column:
@@ -113,6 +121,31 @@ def validate_events(raw: DataFrame, source: SourceConf, etl: EtlConf, ingested_a
     return fenced(df.withColumn(T.REASON, reason))  # filters on reason must not re-parse every row
 
 
+def read_validated(spark: SparkSession, scan: FileScan, cfg: Config, required: list[str], ingested_at: datetime
+                   ) -> tuple[DataFrame | None, dict[str, int]]:
+    """(the validated rows of the scan's readable files, numbered and cached, raw kept for bad rows only;
+    quarantined rows by reason), or (None, {}) when no file is readable. A file the parse cannot read (a Parquet
+    file with broken pages: its footer read fine) is rejected and the parse runs again without it."""
+    source = cfg.input.events
+    with quiet_task_errors(spark):
+        while scan.files:
+            raw = read_source(spark, scan.files, source, wanted_columns(source, CONTRACT_EVENT_FIELDS), required,
+                              scan, cfg.input.max_line_bytes)
+            validated = validate_events(raw, source, cfg.etl, ingested_at).drop(REC)
+            numbered = add_source_lines(slim_raw(validated)).persist()  # read_source numbered the lines
+            try:
+                return numbered, count_by_reason(numbered)[2]
+            except Exception as e:  # noqa: BLE001 - only an unreadable file is handled; anything else re-raised
+                numbered.unpersist()
+                bad = unreadable_file(spark, e, scan.files)
+                if bad is None:
+                    raise
+                scan.reject(bad)
+                if source.format != "parquet":  # line numbers depend on the set of files read: count again
+                    count_lines(spark, scan, source, cfg.input.max_line_bytes)
+    return None, {}
+
+
 def slim_raw(validated: DataFrame) -> DataFrame:
     """The raw text only where quarantine needs it (the row is invalid): a cache of the validated rows then holds
     about what bronze holds, not every line twice."""
@@ -129,11 +162,29 @@ def bronze_events(validated: DataFrame, batch_id: str, ingested_at: datetime) ->
 
 
 def quarantine_rows(validated: DataFrame, source: str, batch_id: str, ingested_at: datetime) -> DataFrame:
-    """The invalid rows in bronze.quarantine's shape: the raw row as it arrived and the reason."""
+    """The invalid rows in bronze.quarantine's shape: the raw row as it arrived and the reason.
+
+    `raw` is always valid UTF-8, so every reader (pandas through pyarrow too) can load it: bytes that are not
+    UTF-8 become U+FFFD there, and then `raw_bytes` holds the row's original bytes (null otherwise)."""
+    raw = F.col(T.RAW)
     rows = validated.where(F.col(T.REASON).isNotNull()).select(
-        F.lit(source).alias(T.SOURCE), T.RAW, T.REASON, *_lineage(batch_id, ingested_at)
+        F.lit(source).alias(T.SOURCE), F.make_valid_utf8(raw).alias(T.RAW),
+        F.when(~F.is_valid_utf8(raw), raw.cast("binary")).alias(T.RAW_BYTES),
+        F.coalesce(F.col(LENGTH), F.octet_length(raw)).cast("long").alias(T.RAW_LENGTH),
+        T.REASON, *_lineage(batch_id, ingested_at),
     )
     return rows.select(*QUARANTINE_COLUMNS)
+
+
+def long_line_rows(spark: SparkSession, lines: list[LongLine], source: str, batch_id: str, ingested_at: datetime
+                   ) -> DataFrame:
+    """bronze.quarantine rows for lines too long to read: `raw` their prefix (as valid UTF-8), `raw_bytes` the
+    prefix's bytes, `raw_length` the whole line's."""
+    rows = [(ln.prefix.decode("utf-8", "replace"), ln.prefix, ln.length, ln.file, ln.line) for ln in lines]
+    df = spark.createDataFrame(rows, f"{T.RAW} string, {T.RAW_BYTES} binary, {T.RAW_LENGTH} long, "
+                                     f"{T.SOURCE_FILE} string, {T.SOURCE_LINE} long")
+    return df.select(F.lit(source).alias(T.SOURCE), T.RAW, T.RAW_BYTES, T.RAW_LENGTH,
+                     F.lit(R.LINE_TOO_LONG).alias(T.REASON), *_lineage(batch_id, ingested_at)).select(*QUARANTINE_COLUMNS)
 
 
 def count_by_reason(validated: DataFrame) -> tuple[int, int, dict[str, int]]:

@@ -16,7 +16,7 @@ from lakerec.config import CONTRACT_ITEM_FIELDS, SourceConf
 from lakerec.etl.sources import MALFORMED, POS, REC, is_blank, to_contract
 
 REQUIRED_ITEM_FIELDS = (T.ITEM_ID, T.TITLE)
-ITEM_REASONS = ("missing_column", "malformed", "wrong_field_count", "missing_item_id", "missing_title", "bad_published")
+ITEM_REASONS = ("missing_column", "bad_encoding", "malformed", "wrong_field_count", "missing_item_id", "missing_title", "bad_published")
 ITEM_COLUMNS = (T.ITEM_ID, T.TITLE, T.DESCRIPTION, T.CATEGORIES, T.PUBLISHED)  # silver.items, in order
 
 
@@ -25,7 +25,7 @@ def validate_items(raw: DataFrame, source: SourceConf) -> DataFrame:
     df = to_contract(raw, source, CONTRACT_ITEM_FIELDS, REQUIRED_ITEM_FIELDS)
     df = df.withColumn(T.CATEGORIES, categories(source)).withColumn("_published", published(source))
     reason = (
-        F.when(F.col(MALFORMED).isNotNull(), F.col(MALFORMED))  # missing_column, malformed, wrong_field_count
+        F.when(F.col(MALFORMED).isNotNull(), F.col(MALFORMED))  # missing_column, bad_encoding, malformed, ...
         .when(is_blank(F.col(T.ITEM_ID)), "missing_item_id")
         .when(is_blank(F.col(T.TITLE)), "missing_title")
         .when(~is_blank(F.col(T.PUBLISHED)) & F.col("_published").isNull(), "bad_published")

@@ -1,11 +1,15 @@
 """Why a raw event row was quarantined: one constant per reason, in the order the checks run.
 
-A row gets the first reason that applies (QUARANTINE_REASONS order), so each row is counted once.
+A row gets the first reason that applies (QUARANTINE_REASONS order), so each row is counted once. Whole files
+that cannot be read are not rows: they are rejected (bronze.rejected_files, `lakerec.etl.rawfiles`).
 """
 
+LINE_TOO_LONG = "line_too_long"                # more bytes than input.max_line_bytes: a prefix and the length kept
+BAD_ENCODING = "bad_encoding"                  # bytes that are not UTF-8, or a JSON \\u escape of a lone surrogate
 MALFORMED = "malformed"                        # a cut or unparsable line, a blank line, a JSON value that is no object,
                                                # a JSON line holding more than one value or text after its object
-MISSING_COLUMN = "missing_column"              # csv/tsv: the row's file has no column for a required or mapped field
+MISSING_COLUMN = "missing_column"              # items (csv/tsv): the row's file has no column for a required field;
+                                               # an events file lacking one is rejected whole instead
 WRONG_FIELD_COUNT = "wrong_field_count"        # csv/tsv: a row with more or fewer fields than its header (columns)
 MISSING_USER_ID = "missing_user_id"            # the field is absent or null (blank for event_type and ts)
 MISSING_ITEM_ID = "missing_item_id"
@@ -21,6 +25,6 @@ UNKNOWN_EVENT_TYPE = "unknown_event_type"      # not in etl.event_types nor a ke
 MISSING = {"user_id": MISSING_USER_ID, "item_id": MISSING_ITEM_ID, "event_type": MISSING_EVENT_TYPE,
            "ts": MISSING_TS}
 QUARANTINE_REASONS = (
-    MISSING_COLUMN, MALFORMED, WRONG_FIELD_COUNT, MISSING_USER_ID, MISSING_ITEM_ID, MISSING_EVENT_TYPE, MISSING_TS,
-    WRONG_TYPE, EMPTY_ID, ID_TOO_LONG, BAD_TIMESTAMP, IMPOSSIBLE_TIMESTAMP, UNKNOWN_EVENT_TYPE,
+    LINE_TOO_LONG, BAD_ENCODING, MALFORMED, WRONG_FIELD_COUNT, MISSING_USER_ID, MISSING_ITEM_ID, MISSING_EVENT_TYPE,
+    MISSING_TS, WRONG_TYPE, EMPTY_ID, ID_TOO_LONG, BAD_TIMESTAMP, IMPOSSIBLE_TIMESTAMP, UNKNOWN_EVENT_TYPE,
 )
