@@ -69,6 +69,19 @@ def test_a_truncated_gzip_is_rejected_alone_and_its_good_copy_lands_next_run(tmp
     assert lake.read(T.BRONZE_EVENTS).count() == 392 and not fixed.attention
 
 
+def test_an_empty_gzip_beside_a_good_file_is_rejected_not_a_crash(tmp_path, spark):
+    """Found by the 500-drop fuzz: a 0-byte .jsonl.gz made the long-line search raise a bare EOFException."""
+    drops = tmp_path / "drops"
+    drops.mkdir()
+    (drops / "a.jsonl").write_bytes(_lines([_event(1), _event(2)]))
+    (drops / "f0.jsonl.gz").write_bytes(b"")
+    cfg = etl_cfg(tmp_path / "lake", f"input.events.path={drops}")
+    result = run_job(jobs.ingest, cfg, spark)
+    assert (result.metrics["files_rejected"], result.metrics["rows_bronze"]) == (1, 2)
+    rejected = Lake(cfg.lake.root, spark).read(T.BRONZE_REJECTED_FILES).collect()
+    assert [_name(r.source_file) for r in rejected] == ["f0.jsonl.gz"] and rejected[0].file_size == 0
+
+
 def _parquet(path, columns: dict, schema=None):
     pq.write_table(pa.table(columns, schema=schema), path)
 

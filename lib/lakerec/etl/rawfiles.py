@@ -159,6 +159,14 @@ def _reject_lacking(spark: SparkSession, scan: FileScan, columns: dict[str, tupl
                                      MISSING_COLUMN_ERROR))
 
 
+class UnreadableFile(Exception):
+    """A file found damaged while its lines were searched (the pass reruns without it)."""
+
+    def __init__(self, rejected: "Rejected"):
+        super().__init__(rejected.reason)
+        self.rejected = rejected
+
+
 def count_lines(spark: SparkSession, scan: FileScan, conf: SourceConf, max_line_bytes: int) -> None:
     """Fill `scan`'s line counts and numbering from one pass over its files' lines; a file the pass cannot read
     is rejected and the pass runs again over the rest (`_pos` depends on the set of files read)."""
@@ -167,6 +175,8 @@ def count_lines(spark: SparkSession, scan: FileScan, conf: SourceConf, max_line_
             try:
                 _count_lines(spark, scan, conf, max_line_bytes)
                 return
+            except UnreadableFile as e:
+                scan.reject(e.rejected)
             except Exception as e:  # noqa: BLE001 - only an unreadable file is handled; anything else re-raised
                 bad = unreadable_file(spark, e, scan.files)
                 if bad is None:
@@ -197,7 +207,10 @@ def _count_lines(spark: SparkSession, scan: FileScan, conf: SourceConf, max_line
         consumed[f] = consumed.get(f, 0) + r["_bytes"]
     for f in scan.files:
         if _skipped_bytes(spark, f, consumed.get(f, 0)):
-            scan.long_lines[f] = _skipped_lines(spark, f, max_line_bytes, before.get(f, 0))
+            try:
+                scan.long_lines[f] = _skipped_lines(spark, f, max_line_bytes, before.get(f, 0))
+            except Exception as e:  # noqa: BLE001 - its stream ends early (an empty or truncated gzip): damaged
+                raise UnreadableFile(rejected_for(spark, f, *_java_error(e))) from e
             log.warning("%s: %d line(s) longer than %d bytes (line_too_long)", f, len(scan.long_lines[f]),
                         max_line_bytes)
     odd_lines: dict[str, list[int]] = {}
