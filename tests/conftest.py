@@ -17,8 +17,12 @@ ML100K = Path(os.environ.get("LAKEREC_ML100K", REPO.parent / "shared" / "data" /
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
     base = tmp_path_factory.mktemp("spark")
-    cfg = load_config("test", [f"lake.root={base}"], conf_dir=CONF_DIR)
+    # One JVM serves the whole suite (several hundred Spark jobs, 500 fuzz drops): Spark's default 1 GB heap ran
+    # close to full there (a full GC seen at the fuzz tests), and in local mode an OutOfMemoryError in a task
+    # ends the JVM and fails every later test. The machine has 24 GB.
+    cfg = load_config("test", [f"lake.root={base}", "spark.extra={'spark.driver.memory': '3g'}"], conf_dir=CONF_DIR)
     session = get_spark(cfg)
+    assert session.sparkContext.getConf().get("spark.driver.memory") == "3g"
     yield session
     session.stop()
 
