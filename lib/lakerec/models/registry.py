@@ -25,6 +25,7 @@ from lakerec import tables as T
 from lakerec.tracking import PIPELINE_RUN_TAG
 from lakerec.models import build_model
 from lakerec.models.base import PAD, ModelConfig, SequenceEncoder
+from lakerec.models.topk import NO_ITEM, top_k
 
 ARTIFACT_DIR = "sasrec"  # the one directory artifact holding the three files below
 WEIGHTS, CONFIG, ITEM_INDEX = "weights.pt", "config.json", "item_index.parquet"
@@ -163,7 +164,7 @@ class SASRecPyfunc(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         params = params or {}
-        k = min(int(params.get("k", 10)), self.model.config.n_items)
+        k = int(params.get("k", 10))
         exclude = bool(params.get("exclude_history", True))
         histories = [[self.idx_of[i] for i in map(str, row) if i in self.idx_of]
                      for row in model_input[PREDICT_COLUMN]]
@@ -174,9 +175,8 @@ class SASRecPyfunc(mlflow.pyfunc.PythonModel):
             if exclude:
                 for row, history in enumerate(histories):
                     scores[row, history] = float("-inf")
-            top = torch.topk(scores, k, dim=1).indices.numpy()
-        out = [[self.item_ids[j] for j in row if np.isfinite(s[j])] if h else []
-               for row, s, h in zip(top, scores.numpy(), histories)]
+            top = top_k(scores, k)[1].numpy()
+        out = [[self.item_ids[j] for j in row if j != NO_ITEM] if h else [] for row, h in zip(top, histories)]
         return pd.DataFrame({PREDICT_COLUMN: out})
 
 
