@@ -86,8 +86,8 @@ def score_users(score_fn: ScoreFn, inputs: np.ndarray, targets: np.ndarray, excl
     """(ranks [U], top-k item lists [U, list_k]) of every user under score_fn, batch by batch.
 
     excluded: per user, the items the serving rule does not rank (SplitData.excluded). The lists exclude what the
-    ranks exclude, under lakerec.models.topk's rule (NO_ITEM fills a list where fewer items are left). users: passed to the scorer as its second
-    argument when given (user-aware scorers).
+    ranks exclude, under lakerec.models.topk's rule (NO_ITEM fills a list where fewer items are left). users:
+    passed to the scorer as its second argument when given (user-aware scorers).
     """
     if len(inputs) != len(targets) or len(targets) != len(excluded):
         raise ValueError("inputs, targets and excluded must have one entry per user")
