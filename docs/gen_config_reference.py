@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 import types
 import typing
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import annotated_types as at
@@ -93,6 +93,10 @@ def _flatten(data: dict, prefix: str = "") -> dict[str, object]:
 
 
 def _model_of(annotation) -> type[BaseModel] | None:
+    """The section model of a field, also of an optional section (`SourceConf | None`: input.items)."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        models = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _model_of(models[0]) if len(models) == 1 else None
     return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
 
 
@@ -109,6 +113,8 @@ def _type(annotation) -> str:
         return f"map {_type(args[0])} → {_type(args[1])}"
     if annotation is date:
         return "date (ISO, e.g. 2026-11-01)"
+    if annotation is datetime:
+        return "date-time (ISO 8601; without an offset: UTC)"
     return getattr(annotation, "__name__", str(annotation))
 
 
