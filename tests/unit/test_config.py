@@ -1,12 +1,14 @@
 """Config: merge order, validation at the edge with the key named, profiles."""
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import get_args
 
 import pytest
 import yaml
 from pydantic import BaseModel
 
-from lakerec.config import ENVIRONMENT, MODEL_NAMES, Config, ConfigError, TrainConf, load_config, secret
+from lakerec.config import (ENVIRONMENT, MODEL_NAMES, Config, ConfigError, TrainConf, default_conf_dir, load_config,
+                            secret)
 from tests.conftest import CONF_DIR, REPO
 
 
@@ -170,3 +172,18 @@ def test_production_code_reads_the_environment_only_in_config():
     assert reads == {}
     doc = (REPO / "docs" / "reference" / "environment.md").read_text()
     assert all(where.split(":")[0] in doc for where in others)
+
+
+def test_the_shipped_conf_pipeline_and_space_are_found_from_any_folder(tmp_path, monkeypatch):
+    from lakerec.pipeline import default_pipeline_file, load_pipeline
+    from lakerec.train.tune import load_space
+
+    monkeypatch.chdir(tmp_path)  # no conf/ or pipelines/ here
+    monkeypatch.delenv("LAKEREC_CONF_DIR", raising=False)
+    assert default_conf_dir() == CONF_DIR
+    assert default_pipeline_file() == REPO / "pipelines" / "lakerec.yaml" and load_pipeline().stages
+    cfg = load_config("test")
+    assert load_space(cfg.tune.space, cfg)
+    (tmp_path / "conf").mkdir()  # a folder of the user's own comes first
+    (tmp_path / "conf" / "base.yaml").write_text((CONF_DIR / "base.yaml").read_text())
+    assert default_conf_dir() == Path("conf")
