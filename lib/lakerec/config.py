@@ -60,8 +60,7 @@ def environment_layer() -> dict:
 
 def secret(name: str) -> str | None:
     """A secret the environment gives (its ENVIRONMENT row is `secret.<name>`), else None. Never log it."""
-    (variable,) = [v for v, key in ENVIRONMENT.items() if key == f"secret.{name}"]
-    return _from_env(variable)
+    return _from_env(env_variable(f"secret.{name}"))
 
 
 def env_variable(key: str) -> str:
