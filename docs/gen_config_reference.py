@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 import types
 import typing
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import annotated_types as at
@@ -38,11 +38,11 @@ Generated from the pydantic models in `lib/lakerec/config.py` and the comments o
 where it lives (its trailing comment in `conf/base.yaml`, or a `Field(description=...)`), not here.
 
 **Where a value comes from**, lowest to highest: the model's default < `conf/base.yaml` < the profile
-`conf/<profile>.yaml` (`--profile`, default `local`) < each `--config FILE` in order < each `--set key.path=value`
-in order; the CLI flags `--verbose` and `--log-format`, and a job's own flags such as `lakerec silver --rebuild`,
-are `--set` overrides of one key. Two environment variables take part (see [Environment variables](environment.md)):
-`LAKEREC_LAKE_ROOT`, when set, replaces `lake.root` **after** every `--set`; `MLFLOW_TRACKING_URI` is used
-only when no layer sets `mlflow.tracking_uri`. The whole result is validated before any work starts: an unknown
+`conf/<profile>.yaml` (`--profile`, default `local`) < each `--config FILE` in order < the environment < each
+`--set key.path=value` in order; the CLI flags `--verbose` and `--log-format`, and a job's own flags such as
+`lakerec silver --rebuild`, are `--set` overrides of one key. The environment variables that take part, each
+mapped to one key (`LAKEREC_LAKE_ROOT` to `lake.root`, ...), are listed in [Environment variables](environment.md).
+The whole result is validated before any work starts: an unknown
 key or a wrong type stops the run naming the key.
 
 The **default** column is what `conf/base.yaml` gives (the model's default where base.yaml is silent), then the
@@ -93,6 +93,10 @@ def _flatten(data: dict, prefix: str = "") -> dict[str, object]:
 
 
 def _model_of(annotation) -> type[BaseModel] | None:
+    """The section model of a field, also of an optional section (`SourceConf | None`: input.items)."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        models = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _model_of(models[0]) if len(models) == 1 else None
     return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
 
 
@@ -109,6 +113,8 @@ def _type(annotation) -> str:
         return f"map {_type(args[0])} → {_type(args[1])}"
     if annotation is date:
         return "date (ISO, e.g. 2026-11-01)"
+    if annotation is datetime:
+        return "date-time (ISO 8601; without an offset: UTC)"
     return getattr(annotation, "__name__", str(annotation))
 
 

@@ -52,7 +52,7 @@ def main():
 @click.option("--retries", type=click.IntRange(min=0), default=None,
               help="Retries per stage (default: each stage's retries in the pipeline definition).")
 @click.option("--pipeline", "pipeline_file", default=None, type=click.Path(dir_okay=False),
-              help="Pipeline definition (default: pipelines/lakerec.yaml).")
+              help="Pipeline definition (default: ./pipelines/lakerec.yaml, else the one lakerec ships).")
 def run_pipeline(profile, config_files, overrides, conf_dir, verbose, log_format, from_stage, resume, retries,
                  pipeline_file):
     """Run every stage in dependency order in one Spark session, one MLflow run per stage under a pipeline run."""
@@ -79,7 +79,7 @@ def run_pipeline(profile, config_files, overrides, conf_dir, verbose, log_format
 @main.command(name="refresh")
 @config_options
 @click.option("--pipeline", "pipeline_file", default=None, type=click.Path(dir_okay=False),
-              help="Pipeline definition (default: pipelines/lakerec.yaml).")
+              help="Pipeline definition (default: ./pipelines/lakerec.yaml, else the one lakerec ships).")
 def refresh(profile, config_files, overrides, conf_dir, verbose, log_format, pipeline_file):
     """The daily refresh (stage set `refresh` of the pipeline definition): the new drop -> silver -> sequences ->
     train warm-started from the champion -> evaluate -> score. A rerun of a day writes nothing; a killed one is
@@ -105,7 +105,7 @@ def _replay_args(profile, config_files, overrides) -> str:
 
 @main.command(name="schedule")
 @click.option("--pipeline", "pipeline_file", default=None, type=click.Path(dir_okay=False),
-              help="Pipeline definition (default: pipelines/lakerec.yaml).")
+              help="Pipeline definition (default: ./pipelines/lakerec.yaml, else the one lakerec ships).")
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
               help="Where the generated files go (default: pipelines/generated next to the definition).")
 @click.option("--check", is_flag=True, help="Write nothing; fail if the generated files are out of date.")

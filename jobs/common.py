@@ -20,7 +20,7 @@ def config_options(f: Callable) -> Callable:
     f = click.option("--verbose", "-v", is_flag=True,
                      help="lakerec logs at DEBUG, Spark's at WARN, progress bars on (= --set log.verbose=true).")(f)
     f = click.option("--conf-dir", type=click.Path(file_okay=False), default=None,
-                     help="Folder with base.yaml and the profiles (default: ./conf or $LAKEREC_CONF_DIR).")(f)
+                     help="Folder with base.yaml and the profiles (default: $LAKEREC_CONF_DIR, else ./conf, else the conf lakerec ships).")(f)
     f = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                      help="Override one setting, e.g. --set train.epochs=5 (repeatable).")(f)
     f = click.option("--config", "config_files", multiple=True, type=click.Path(dir_okay=False),
@@ -79,7 +79,7 @@ def stage_command(stage: str, fn: StageFn, doc: str, options: Sequence[JobOption
         overrides = (*overrides, *(e for e in extra if e is not None))
         cfg = build_config(profile, config_files, overrides, conf_dir, verbose, log_format)
         tracking.fail_runs_on_sigterm()
-        parent = tracking.parent_run_id_from_env()
+        parent = cfg.mlflow.parent_run_id
         result = run_stage(stage, fn, cfg, get_spark(cfg), parent_run_id=parent, pipeline_run_id=parent)
         print_result(stage, result)
         exit_for_attention({stage: result})

@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 
 from jobs.common import job_main
 from lakerec import tables as T
-from lakerec.config import CONTRACT_EVENT_FIELDS
+from lakerec.config import CONTRACT_EVENT_FIELDS, Config
 from lakerec.context import StageContext, StageResult
 from lakerec.etl import reasons as R
 from lakerec.etl.ingest import (
@@ -23,7 +23,6 @@ from lakerec.etl.rawfiles import BadInputFiles, new_rejections, rejected_rows, s
 from lakerec.etl.sources import batch_id_of, events_input_path, list_input_files, required_columns
 
 log = logging.getLogger("lakerec.ingest")
-KILL_AT_ENV = "LAKEREC_TEST_KILL_AT"  # tests: "before_commit" or "between_commits" kills this process there
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -60,7 +59,7 @@ def run(ctx: StageContext) -> StageResult:
         summary = {"rows_read": rows_read, "rows_bronze": rows_read - rows_quarantined,
                    "rows_quarantined": rows_quarantined, **{f"quarantined.{reason}": n for reason, n in counts.items()}}
         log.info("ingest: %d rows read, %d quarantined %s", rows_read, rows_quarantined, counts)
-        _maybe_killed("before_commit")
+        _maybe_killed(cfg, "before_commit")
         rejections = new_rejections(lake, scan.rejected)
         if rejections:  # first: a rerun that finds the same file (same size and time) adds no row
             lake.write(T.BRONZE_REJECTED_FILES, rejected_rows(spark, rejections, batch_id, ingested_at),
@@ -76,7 +75,7 @@ def run(ctx: StageContext) -> StageResult:
                     long_line_rows(spark, long_lines, SOURCE_EVENTS, batch_id, ingested_at))
             lake.write(T.BRONZE_QUARANTINE, quarantined.where(F.col(T.SOURCE_FILE).isin(q_new)), mode="append",
                        partition_by=[T.SOURCE], metadata=commit_metadata(SOURCE_EVENTS, batch_id, q_new, summary))
-        _maybe_killed("between_commits")
+        _maybe_killed(cfg, "between_commits")
         if numbered is not None:
             lake.write(T.BRONZE_EVENTS, bronze_events(numbered, batch_id, ingested_at), mode="append",
                        metadata=commit_metadata(SOURCE_EVENTS, batch_id, good, summary))
@@ -95,9 +94,9 @@ def run(ctx: StageContext) -> StageResult:
     )
 
 
-def _maybe_killed(point: str) -> None:
-    """The test hook for killed runs: SIGKILL, so nothing (no finally, no atexit) gets to tidy up."""
-    if os.environ.get(KILL_AT_ENV) == point:
+def _maybe_killed(cfg: Config, point: str) -> None:
+    """The kill drill (drill.kill_at): SIGKILL, so nothing (no finally, no atexit) gets to tidy up."""
+    if cfg.drill.kill_at == point:
         os.kill(os.getpid(), signal.SIGKILL)
 
 

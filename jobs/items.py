@@ -15,7 +15,10 @@ from lakerec.etl.sources import (
 
 def run(ctx: StageContext) -> StageResult:
     cfg, lake = ctx.cfg, ctx.lake
-    source = cfg.input.items
+    source = cfg.item_catalog
+    if source is None:
+        return StageResult(skipped="no item catalog (input.items is null, or events come from input.events.path "
+                                   "without input.items.path): the models run on item ids alone")
     files = list_input_files(ctx.spark, items_input_path(cfg))
     if not files:
         return StageResult(skipped=f"no item files at {items_input_path(cfg)}")

@@ -19,8 +19,8 @@ from lakerec.data.sequences import (INPUTS, SEQUENCES_VERSION, SequenceInputErro
 def run(ctx: StageContext) -> StageResult:
     cfg, lake = ctx.cfg, ctx.lake
     events = read_published(lake, T.SILVER_EVENTS)  # the last complete silver run's, not a killed run's
-    items = lake.read(T.SILVER_ITEMS)
-    inputs = json.dumps({T.SILVER_EVENTS: lake.reads[T.SILVER_EVENTS], T.SILVER_ITEMS: lake.reads[T.SILVER_ITEMS],
+    items = lake.read(T.SILVER_ITEMS) if cfg.item_catalog is not None else no_catalog(ctx)
+    inputs = json.dumps({T.SILVER_EVENTS: lake.reads[T.SILVER_EVENTS], T.SILVER_ITEMS: lake.reads.get(T.SILVER_ITEMS),
                          "sequences": cfg.sequences.model_dump(mode="json"), "ranks": cfg.train.ranks}, sort_keys=True)
     if cfg.refresh.skip_done and built_from(ctx) == inputs:
         return StageResult(skipped=f"{T.SILVER_SEQUENCES} v{lake.version(T.SILVER_SEQUENCES)} is already built "
@@ -69,6 +69,11 @@ def built_from(ctx: StageContext) -> str | None:
     if meta.get(SEQUENCES_VERSION) != str(lake.version(T.SILVER_SEQUENCES)):
         return None
     return meta.get(INPUTS)
+
+
+def no_catalog(ctx: StageContext):
+    """An ID-only data set's catalog: no rows, so the item index holds the items of the events alone."""
+    return ctx.spark.createDataFrame([], f"{T.ITEM_ID} string, {T.PUBLISHED} date")
 
 
 main = job_main("sequences", run, __doc__)

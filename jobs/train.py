@@ -15,6 +15,7 @@ import numpy as np
 
 from jobs.common import JobOption, job_main
 from lakerec import tables as T
+from lakerec.config import MODEL_NAMES
 from lakerec.context import StageContext, StageResult, log_params
 from lakerec.data.feed import petastorm_urls
 from lakerec.data.sequences import (SEQUENCES_VERSION, SequenceInputError, item_ids_in_order, layout_for_feed,
@@ -32,7 +33,9 @@ from lakerec.train.warm import (Parent, WarmStartError, check_compatible, grown_
 log = logging.getLogger("lakerec")
 
 OPTIONS = [JobOption("--resume", "train.resume", "Continue the last checkpoint of this run (same conf and table "
-                     "versions) instead of starting over.", is_flag=True)]
+                     "versions) instead of starting over.", is_flag=True),
+           JobOption("--model", "train.model", f"The sequence model: {' | '.join(MODEL_NAMES)} (default: train.model).",
+                     metavar="NAME")]
 CURVES = "learning_curves.png"
 
 
@@ -98,7 +101,7 @@ def run(ctx: StageContext) -> StageResult:
 
     result = train_distributed(ctx.spark, train_urls, inputs.valid_urls, config, tc, str(checkpoints), text,
                                progress=progress_enabled(cfg.log), exclude_types=cfg.score.exclude_event_types,
-                               init_state=init_state)
+                               init_state=init_state, fail_rank=cfg.drill.fail_rank)
     for row in result.history:  # the per-epoch curves, logged from the driver once the ranks are done
         mlflow.log_metrics({k: row[k] for k in ("train_loss", "valid_ndcg_10", "valid_hr_10")}, step=row["epoch"])
     with tempfile.TemporaryDirectory() as tmp:

@@ -112,7 +112,7 @@ def _command(profile, config_files, overrides, conf_dir, verbose, log_format, **
     except ConfigError as e:
         raise click.UsageError(str(e)) from None
     tracking.fail_runs_on_sigterm()
-    parent = tracking.parent_run_id_from_env()
+    parent = cfg.mlflow.parent_run_id
     fn = functools.partial(run, space=space, layers=user_layers(config_files, overrides), conf_dir=conf_dir)
     print_result("tune", run_stage("tune", fn, cfg, get_spark(cfg), parent_run_id=parent, pipeline_run_id=parent))
 

@@ -1,14 +1,17 @@
-"""Typed, validated configuration: conf/base.yaml < conf/<profile>.yaml < --config files < --set overrides.
+"""Typed, validated configuration: conf/base.yaml < conf/<profile>.yaml < --config files < environment < --set.
 
 Validated once at the edge (job start), so an unknown key or a wrong type stops the run before any work,
-with the offending key named. Everything downstream receives these objects, never raw dicts.
+with the offending key named. Everything downstream receives these objects, never raw dicts. The environment
+is read here and nowhere else (ENVIRONMENT below); lakerec's other modules only write a few variables that
+libraries read (docs/reference/environment.md lists them).
 """
 from __future__ import annotations
 
 import copy
 import os
 import re
-from datetime import date
+import sysconfig
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -24,9 +27,46 @@ ModelName = Literal["sasrec", "bert4rec", "bsarec"]
 MODEL_NAMES: tuple[str, ...] = get_args(ModelName)
 
 
+# The environment's whole part in the configuration: variable -> the config key it sets, one layer of the merge
+# (over --config files, under --set). Two rows are no config key: `conf_dir` (where base.yaml is: needed before
+# any layer is read) and `secret.pseudonym_key` (a secret never enters a Config, whose values are logged; only
+# secret() reads it).
+ENVIRONMENT: dict[str, str] = {
+    "LAKEREC_CONF_DIR": "conf_dir",
+    "LAKEREC_LAKE_ROOT": "lake.root",
+    "MLFLOW_TRACKING_URI": "mlflow.tracking_uri",
+    "LAKEREC_PARENT_RUN_ID": "mlflow.parent_run_id",
+    "LAKEREC_GIT_COMMIT": "mlflow.git_commit",
+    "LAKEREC_SPARK_LOG_LEVEL": "log.spark_level",
+    "LAKEREC_FAIL_STAGE": "drill.fail_stages",
+    "LAKEREC_PSEUDO_KEY": "secret.pseudonym_key",
+}
+_NOT_CONFIG_KEYS = ("conf_dir", "secret.")
 # The store a scheduler or user gave this process, read once: mlflow.set_tracking_uri() later exports the
 # variable itself, and a second config in the same process (tests, notebooks) must not inherit that store.
-_ENV_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
+_TRACKING_URI_AT_IMPORT = os.environ.get("MLFLOW_TRACKING_URI")
+
+
+def _from_env(variable: str) -> str | None:
+    value = _TRACKING_URI_AT_IMPORT if variable == "MLFLOW_TRACKING_URI" else os.environ.get(variable)
+    return value or None  # set but empty is unset
+
+
+def environment_layer() -> dict:
+    """The configuration the environment gives, nested like a YAML layer (raw strings: the model validates)."""
+    return nested({key: value for variable, key in ENVIRONMENT.items()
+                   if not key.startswith(_NOT_CONFIG_KEYS) and (value := _from_env(variable)) is not None})
+
+
+def secret(name: str) -> str | None:
+    """A secret the environment gives (its ENVIRONMENT row is `secret.<name>`), else None. Never log it."""
+    return _from_env(env_variable(f"secret.{name}"))
+
+
+def env_variable(key: str) -> str:
+    """The environment variable that sets `key` (for messages that tell a person what to set)."""
+    (variable,) = [v for v, k in ENVIRONMENT.items() if k == key]
+    return variable
 
 
 class ConfigError(ValueError):
@@ -53,6 +93,8 @@ class MlflowConf(_Strict):
     tracking_uri: str | None = None
     experiment: str = "lakerec"
     registered_model: str = "lakerec-model"
+    parent_run_id: str | None = None  # a stage run by itself nests under this pipeline run (schedulers)
+    git_commit: str | None = None  # the lakerec.git_commit tag; None: asked of the checkout lakerec runs from
 
 
 class DemoConf(_Strict):
@@ -101,7 +143,7 @@ class SourceConf(_Strict):
 
 class InputConf(_Strict):
     events: SourceConf = SourceConf()
-    items: SourceConf = SourceConf()
+    items: SourceConf | None = SourceConf()  # None: the data set has no item catalog (ID-only)
     # ingest of events: a file that cannot be read (or lacks a required column) is recorded in
     # bronze.rejected_files and the rest commits ("reject"; the command exits 3), or nothing commits ("fail")
     on_bad_file: Literal["reject", "fail"] = "reject"
@@ -114,8 +156,8 @@ class InputConf(_Strict):
 
     @field_validator("items")
     @classmethod
-    def _item_fields(cls, v: SourceConf) -> SourceConf:
-        return _check_fields(v, CONTRACT_ITEM_FIELDS)
+    def _item_fields(cls, v: SourceConf | None) -> SourceConf | None:
+        return v if v is None else _check_fields(v, CONTRACT_ITEM_FIELDS)
 
 
 def _check_fields(v: SourceConf, allowed: tuple[str, ...]) -> SourceConf:
@@ -144,14 +186,20 @@ class EtlConf(_Strict):
     event_types: list[str] = Field(min_length=1)
     event_type_map: dict[str, str] = {}
     lowercase_ids: list[Literal["event_id", "user_id", "item_id"]] = []
-    valid_from: str = "1995-01-01T00:00:00Z"
+    valid_from: datetime = datetime(1995, 1, 1, tzinfo=timezone.utc)  # events before it are impossible
     max_future_minutes: int = Field(60, ge=0)
-    bot_user_agent_patterns: list[str] = []
+    bot_user_agent_patterns: list[str] = ["(?i)bot", "(?i)crawler", "(?i)spider"]
     bot_max_events_per_minute: int = Field(30, ge=1)
     retry_window_seconds: int = Field(10, ge=0)
     session_gap_minutes: int = Field(30, ge=1)
     gates: GatesConf = GatesConf()
     pseudonymise: PseudonymiseConf = PseudonymiseConf()
+
+    @field_validator("valid_from")
+    @classmethod
+    def _utc(cls, v: datetime) -> datetime:
+        """An instant: a time without an offset is read as UTC."""
+        return v.replace(tzinfo=timezone.utc) if v.tzinfo is None else v.astimezone(timezone.utc)
 
     @property
     def accepted_event_types(self) -> list[str]:
@@ -371,6 +419,22 @@ class LogConf(_Strict):
     format: Literal["text", "json"] = "text"  # json: one object a line (ts, level, logger, msg, run_id, stage)
     verbose: bool = False                       # lakerec at DEBUG, Spark at WARN (default: INFO and ERROR)
     progress: Literal["auto", "always", "never"] = "auto"  # auto: bars only when stderr is a terminal (or verbose)
+    spark_level: str | None = None  # Spark's log level; None: ERROR, WARN when verbose
+
+
+class DrillConf(_Strict):
+    """Failure drills (docs/reliability.md#drills): each makes a run fail on purpose, to rehearse recovery.
+    Off unless set; the kill and failing-rank drills are what the tests of those paths use."""
+
+    fail_stages: list[str] = []  # stages that raise InjectedFailure instead of running
+    fail_rank: int | None = Field(None, ge=0)  # the Horovod rank that raises right after it starts
+    kill_at: Literal["before_commit", "between_commits"] | None = None  # ingest SIGKILLs itself at this point
+
+    @field_validator("fail_stages", mode="before")
+    @classmethod
+    def _comma_list(cls, v):
+        """LAKEREC_FAIL_STAGE gives "silver,train"."""
+        return [s.strip() for s in v.split(",") if s.strip()] if isinstance(v, str) else v
 
 
 class Config(_Strict):
@@ -389,6 +453,7 @@ class Config(_Strict):
     tune: TuneConf = TuneConf()
     refresh: RefreshConf = RefreshConf()
     log: LogConf = LogConf()
+    drill: DrillConf = DrillConf()
     profile: str = "local"
 
     @model_validator(mode="after")
@@ -396,6 +461,16 @@ class Config(_Strict):
         unknown = sorted(set(self.score.exclude_event_types or []) - set(self.etl.event_types))
         if unknown:
             raise ValueError(f"score.exclude_event_types names {unknown}, not in etl.event_types {self.etl.event_types}")
+        return self
+
+    @model_validator(mode="after")
+    def _catalog_when_needed(self) -> "Config":
+        if self.item_catalog is None:
+            if self.sequences.holdout.protocol == "newest":
+                raise ValueError("sequences.holdout.protocol newest needs an item catalog (input.items.path) for "
+                                 "its dates; with an ID-only data set use random")
+            if self.score.candidates.categories:
+                raise ValueError("score.candidates.categories needs an item catalog (input.items.path)")
         return self
 
     @property
@@ -407,13 +482,34 @@ class Config(_Strict):
         """True when no events path is configured: the pipeline generates its own demo drops."""
         return self.input.events.path is None
 
+    @property
+    def item_catalog(self) -> SourceConf | None:
+        """The item catalog's source, None when the data set has none: `input.items: null`, or events read from
+        input.events.path with no input.items.path (the demo writes its own catalog)."""
+        items = self.input.items
+        if items is None or (items.path is None and not self.demo_input):
+            return None
+        return items
+
+
+def packaged_file(relative: str) -> Path | None:
+    """A file lakerec ships (conf/..., pipelines/...): beside the source tree (a checkout or an editable install),
+    else where a wheel installs its data files (<prefix>/share/lakerec/); None when neither has it."""
+    for root in (Path(__file__).resolve().parents[2], Path(sysconfig.get_path("data")) / "share" / "lakerec"):
+        if (root / relative).is_file():
+            return root / relative
+    return None
+
 
 def default_conf_dir() -> Path:
-    """LAKEREC_CONF_DIR, else ./conf, else the conf/ next to the installed source tree."""
-    for candidate in (os.environ.get("LAKEREC_CONF_DIR"), "conf", Path(__file__).resolve().parents[2] / "conf"):
+    """LAKEREC_CONF_DIR, else ./conf, else the conf/ lakerec ships (so `lakerec` runs from any folder)."""
+    for candidate in (_from_env(env_variable("conf_dir")), "conf"):
         if candidate and (Path(candidate) / "base.yaml").is_file():
             return Path(candidate)
-    raise ConfigError("no conf directory with base.yaml found: pass --conf-dir or set LAKEREC_CONF_DIR")
+    packaged = packaged_file("conf/base.yaml")
+    if packaged is None:
+        raise ConfigError("no conf directory with base.yaml found: pass --conf-dir or set LAKEREC_CONF_DIR")
+    return packaged.parent
 
 
 def load_config(
@@ -422,28 +518,26 @@ def load_config(
     config_files: list[str] | tuple[str, ...] = (),
     conf_dir: str | Path | None = None,
 ) -> Config:
-    """Merge base < profile < config files < `key.path=value` overrides, then validate."""
+    """Merge base < profile < config files < environment (ENVIRONMENT) < `key.path=value` overrides, validate."""
     conf_dir = Path(conf_dir) if conf_dir else default_conf_dir()
     profile_file = conf_dir / f"{profile}.yaml"
     if not profile_file.is_file():
         known = sorted(p.stem for p in conf_dir.glob("*.yaml") if p.stem != "base")
         raise ConfigError(f"unknown profile {profile!r}: expected one of {known}")
     merged = deep_merge(_read_yaml(conf_dir / "base.yaml"), _read_yaml(profile_file))
-    merged = deep_merge(merged, user_layers(config_files, overrides))
-    if os.environ.get("LAKEREC_LAKE_ROOT"):
-        merged["lake"]["root"] = os.environ["LAKEREC_LAKE_ROOT"]
-    if _ENV_TRACKING_URI and not merged["mlflow"].get("tracking_uri"):
-        merged["mlflow"]["tracking_uri"] = _ENV_TRACKING_URI
+    merged = deep_merge(merged, user_layers(config_files, overrides, environment_layer()))
     merged["profile"] = profile
     return _validate(merged)
 
 
 def user_layers(config_files: list[str] | tuple[str, ...] = (),
-                overrides: list[str] | tuple[str, ...] = ()) -> dict:
-    """What --config files and --set overrides put over base and profile, merged (not validated alone)."""
+                overrides: list[str] | tuple[str, ...] = (), environment: dict | None = None) -> dict:
+    """What --config files, the environment layer and --set overrides put over base and profile, in that order,
+    merged (not validated alone)."""
     merged: dict = {}
     for f in config_files:
         merged = deep_merge(merged, _read_yaml(Path(f)))
+    merged = deep_merge(merged, environment or {})
     for item in overrides:
         merged = deep_merge(merged, _parse_override(item))
     return merged

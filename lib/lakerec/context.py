@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -16,11 +15,10 @@ from lakerec.lake import Lake
 
 log = logging.getLogger("lakerec")
 EXIT_ATTENTION = 3  # exit status of a command whose stages finished but reported `attention` lines
-FAIL_STAGE_ENV = "LAKEREC_FAIL_STAGE"  # fault injection for drills and tests: stages (comma-separated) that fail
 
 
 class InjectedFailure(RuntimeError):
-    """Raised instead of running a stage named in LAKEREC_FAIL_STAGE."""
+    """Raised instead of running a stage named in drill.fail_stages (LAKEREC_FAIL_STAGE)."""
 
 
 @dataclass
@@ -72,8 +70,8 @@ def run_stage(stage: str, fn: StageFn, cfg: Config, spark: SparkSession,
         ctx = StageContext(cfg, spark, lake, stage, run.info.run_id, pipeline_run_id)
         log.info("stage %s started", stage)
         log.debug("stage %s: profile %s, lake %s, engine %s", stage, cfg.profile, cfg.lake.root, lake.engine)
-        if stage in os.environ.get(FAIL_STAGE_ENV, "").split(","):
-            raise InjectedFailure(f"{stage}: failure injected by {FAIL_STAGE_ENV} (a drill, not a bug)")
+        if stage in cfg.drill.fail_stages:
+            raise InjectedFailure(f"{stage}: failure injected by drill.fail_stages (a drill, not a bug)")
         try:
             out = fn(ctx)
         except Exception as e:

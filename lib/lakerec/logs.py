@@ -11,7 +11,6 @@ import contextlib
 import contextvars
 import json
 import logging
-import os
 import sys
 from datetime import datetime, timezone
 from typing import IO, Iterable, Iterator, TypeVar
@@ -91,8 +90,8 @@ def configure(conf: LogConf, stream: IO[str] | None = None) -> logging.Handler:
 
 
 def spark_log_level(conf: LogConf) -> str:
-    """Spark's own log level: ERROR (quiet) by default, WARN with --verbose; LAKEREC_SPARK_LOG_LEVEL wins."""
-    return os.environ.get("LAKEREC_SPARK_LOG_LEVEL") or ("WARN" if conf.verbose else "ERROR")
+    """Spark's own log level: log.spark_level (LAKEREC_SPARK_LOG_LEVEL), else ERROR (quiet), WARN with --verbose."""
+    return conf.spark_level or ("WARN" if conf.verbose else "ERROR")
 
 
 def progress_enabled(conf: LogConf, stream: IO[str] | None = None) -> bool:

@@ -8,6 +8,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
+from lakerec.config import packaged_file
+
+
 class Stage(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
@@ -112,10 +115,12 @@ class Pipeline(BaseModel):
 
 
 def default_pipeline_file() -> Path:
-    for candidate in (Path("pipelines/lakerec.yaml"), Path(__file__).resolve().parents[2] / "pipelines/lakerec.yaml"):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError("pipelines/lakerec.yaml not found")
+    """./pipelines/lakerec.yaml, else the definition lakerec ships (so `lakerec` runs from any folder)."""
+    here = Path("pipelines/lakerec.yaml")
+    found = here if here.is_file() else packaged_file("pipelines/lakerec.yaml")
+    if found is None:
+        raise FileNotFoundError("pipelines/lakerec.yaml not found: pass --pipeline")
+    return found
 
 
 def load_pipeline(path: str | Path | None = None) -> Pipeline:

@@ -38,7 +38,10 @@ class PipelineRun:
 
 
 def config_hash(cfg: Config) -> str:
-    return hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:16]
+    """What a resume must match: the configuration, less how the run logs, its drills and its run identity (a
+    drill's failed run resumes without the drill)."""
+    kept = cfg.model_dump_json(exclude={"log": True, "drill": True, "mlflow": {"parent_run_id", "git_commit"}})
+    return hashlib.sha256(kept.encode()).hexdigest()[:16]
 
 
 def resumable_run(cfg: Config, pipeline: Pipeline, run_id: str | None) -> str:

@@ -23,7 +23,8 @@ def get_spark(cfg: Config) -> SparkSession:
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
-    # Executors must run the same interpreter as the driver (the project's venv), locally at least.
+    # Executors must run the same interpreter as the driver (the project's venv), locally at least: a write that
+    # PySpark reads (docs/reference/environment.md), only where the user set nothing.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(cfg.spark.app_name)

@@ -22,15 +22,14 @@ if TYPE_CHECKING:
 PIPELINE_RUN_TAG = "lakerec.pipeline_run_id"
 STAGE_TAG = "lakerec.stage"
 GIT_COMMIT_TAG = "lakerec.git_commit"
-GIT_COMMIT_ENV = "LAKEREC_GIT_COMMIT"  # set where the code runs from a wheel or zip, with no checkout to ask
 
 
-def git_commit() -> str:
-    """The commit of the code that runs: LAKEREC_GIT_COMMIT, else the checkout lakerec is imported from, else
-    "unknown" (a wheel on a cluster). MLflow's own mlflow.source.git.commit names the entry script's repo, which
-    under pytest, notebooks or spark-submit is not ours."""
-    if os.environ.get(GIT_COMMIT_ENV):
-        return os.environ[GIT_COMMIT_ENV]
+def git_commit(cfg: Config) -> str:
+    """The commit of the code that runs: mlflow.git_commit (LAKEREC_GIT_COMMIT, where the code runs from a wheel or
+    zip), else the checkout lakerec is imported from, else "unknown". MLflow's own mlflow.source.git.commit names
+    the entry script's repo, which under pytest, notebooks or spark-submit is not ours."""
+    if cfg.mlflow.git_commit:
+        return cfg.mlflow.git_commit
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
                              capture_output=True, text=True, timeout=10)
@@ -50,7 +49,8 @@ def setup(cfg: Config) -> str:
     happens to run (stack.md). A sqlite store is created (MLflow migrates its schema with alembic) under a file
     lock beside it: two jobs starting on a new lake would otherwise both migrate it, and one would fail.
     """
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keeps job logs readable
+    # a write MLflow reads (no config of its own): no artifact-upload progress bars in job logs
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = cfg.tracking_uri
     mlflow.set_tracking_uri(uri)
     if not uri.startswith("sqlite:///"):
@@ -83,7 +83,7 @@ def stage_run(cfg: Config, stage: str, parent_run_id: str | None = None,
               pipeline_run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
     """A run for one stage; FAILED (not left RUNNING) when the stage raises."""
     experiment_id = setup(cfg)
-    tags = {STAGE_TAG: stage, "lakerec.profile": cfg.profile, GIT_COMMIT_TAG: git_commit()}
+    tags = {STAGE_TAG: stage, "lakerec.profile": cfg.profile, GIT_COMMIT_TAG: git_commit(cfg)}
     if pipeline_run_id:
         tags[PIPELINE_RUN_TAG] = pipeline_run_id
     with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags,
@@ -166,8 +166,3 @@ def log_artifacts(artifacts: Mapping[str, Figure | str]) -> None:
             mlflow.log_text(content, path)
         else:
             mlflow.log_figure(content, path)
-
-
-def parent_run_id_from_env() -> str | None:
-    """A scheduler that runs stages as separate processes passes the pipeline run here."""
-    return os.environ.get("LAKEREC_PARENT_RUN_ID") or None

@@ -55,7 +55,7 @@ with DAG(
         task_id='train',
         bash_command="lakerec train --profile cluster --set 'lake.root={{ params.lake_root }}'",
         retries=1,
-        doc='SASRec, BERT4Rec or BSARec on Horovod ranks fed by Petastorm, early-stopped on validation NDCG@10 -> MLflow model (registered)',
+        doc='the train.model sequence model on Horovod ranks fed by Petastorm, early-stopped on validation NDCG@10 -> MLflow model (registered)',
     )
     evaluate = BashOperator(
         task_id='evaluate',

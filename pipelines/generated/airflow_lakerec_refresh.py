@@ -37,7 +37,7 @@ with DAG(
         task_id='train',
         bash_command="lakerec train --profile cluster --set 'lake.root={{ params.lake_root }}' --set refresh.skip_done=true --set train.init=champion --set train.epochs=20 --set train.patience=5 --set score.model_alias=champion",
         retries=1,
-        doc='SASRec or BERT4Rec on Horovod ranks fed by Petastorm, early-stopped on validation NDCG@10 -> MLflow model (registered)',
+        doc='the train.model sequence model on Horovod ranks fed by Petastorm, early-stopped on validation NDCG@10 -> MLflow model (registered)',
     )
     evaluate = BashOperator(
         task_id='evaluate',

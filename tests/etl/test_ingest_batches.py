@@ -99,9 +99,10 @@ def test_the_batch_id_is_a_hash_of_the_files_and_the_counts_are_in_the_commit(tm
 
 def _ingest_process(cfg, kill_at):
     # this tree's lib first: the venv's editable install may point at another checkout
-    env = {**os.environ, jobs.ingest.KILL_AT_ENV: kill_at, "PYTHONPATH": f"{REPO / 'lib'}{os.pathsep}{REPO}"}
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'lib'}{os.pathsep}{REPO}"}
     args = [sys.executable, "-m", "jobs.ingest", "--profile", "test", "--conf-dir", str(CONF_DIR),
-            "--set", f"lake.root={cfg.lake.root}", "--set", f"input.events.path={cfg.input.events.path}"]
+            "--set", f"lake.root={cfg.lake.root}", "--set", f"input.events.path={cfg.input.events.path}",
+            *(["--set", f"drill.kill_at={kill_at}"] if kill_at else [])]
     return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 

@@ -14,7 +14,6 @@ from pyspark.sql import functions as F
 
 from jobs.cli import main
 from lakerec import tables as T
-from lakerec.context import FAIL_STAGE_ENV
 from lakerec.lake import Lake
 from lakerec.models import build_model
 from lakerec.models.registry import load_model
@@ -68,7 +67,7 @@ def test_a_new_day_refreshes_warm_from_the_champion_idempotently(spark, tmp_path
         assert before[1:] == ([1], "1")
 
         drop_new_day(root, lake)
-        killed = cli(root, "refresh", env={FAIL_STAGE_ENV: "evaluate"})
+        killed = cli(root, "refresh", env={"LAKEREC_FAIL_STAGE": "evaluate"})
         assert killed.exit_code != 0 and "[evaluate] FAILED" in killed.output
         tables, versions, champion = state(lake, name)
         assert champion == "1" and tables[T.GOLD_TOPN] == before[0][T.GOLD_TOPN] and versions == [1, 2]

@@ -1,6 +1,6 @@
 """`lakerec run`: retries, and resuming a failed run from its failed stage (a three-stage pipeline keeps it quick).
 
-The failure is injected with LAKEREC_FAIL_STAGE (the runner's drill switch): everything else is real.
+The failure is injected with LAKEREC_FAIL_STAGE (the drill.fail_stages drill): everything else is real.
 """
 import mlflow
 import pytest
@@ -19,6 +19,7 @@ from tests.conftest import REPO
 def short_pipeline(tmp_path):
     full = yaml.safe_load((REPO / "pipelines" / "lakerec.yaml").read_text())
     full["stages"] = [s for s in full["stages"] if s["name"] in ("generate", "ingest", "silver")]
+    full.pop("sets", None)  # the stage sets name stages this pipeline does not have
     path = tmp_path / "short.yaml"
     path.write_text(yaml.safe_dump(full))
     return str(path)

@@ -14,7 +14,6 @@ from lakerec.data.sequences import layout_for_feed
 from lakerec.lake import Lake
 from lakerec.models import build_model
 from lakerec.models.base import ModelConfig
-from lakerec.train.loop import FAIL_RANK_ENV
 from lakerec.train import tune
 from lakerec.train.runner import TrainingError, train_distributed
 from tests.conftest import CONF_DIR
@@ -107,14 +106,13 @@ def test_bsarec_with_item_dropout_stays_identical_on_two_ranks_and_a_pruner_stop
     assert model.encoder.layers[0].window == 4
 
 
-def test_a_failing_rank_fails_the_job_fast_with_its_error(spark, lake_setup, tmp_path, monkeypatch):
+def test_a_failing_rank_fails_the_job_fast_with_its_error(spark, lake_setup, tmp_path):
     cfg, lake = lake_setup
-    monkeypatch.setenv(FAIL_RANK_ENV, "1")
     conf = cfg.train.model_copy(update={"epochs": 2, "timeout_s": 30})
     start = time.monotonic()
     with pytest.raises(TrainingError, match="exited with non-zero status"):
         train_distributed(spark, petastorm_urls(lake.files(T.SILVER_TRAIN_WINDOWS)), valid_urls(lake),
-                          model_config(cfg), conf, str(tmp_path))
+                          model_config(cfg), conf, str(tmp_path), fail_rank=1)  # the drill.fail_rank drill
     assert time.monotonic() - start < 2 * conf.timeout_s  # failed, did not hang on the dead rank
 
 

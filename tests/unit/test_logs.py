@@ -62,17 +62,15 @@ def test_json_lines_carry_the_run_id_and_stage_of_a_real_stage_run(spark, tmp_pa
     assert "[generate] done" in out.stdout  # the console summary stays on stdout
 
 
-def test_verbose_raises_lakerec_to_debug_and_spark_to_warn(spark, tmp_path, restore_logging, monkeypatch):
+def test_verbose_raises_lakerec_to_debug_and_spark_to_warn(spark, tmp_path, restore_logging):
     quiet = _generate(tmp_path)
     assert logging.getLogger("lakerec").level == logging.INFO
     assert " DEBUG " not in quiet.stderr and "INFO lakerec.generate [generate " in quiet.stderr
     loud = _generate(tmp_path, "--verbose")
     assert logging.getLogger("lakerec").level == logging.DEBUG
     assert " DEBUG lakerec [generate " in loud.stderr
-    monkeypatch.delenv("LAKEREC_SPARK_LOG_LEVEL", raising=False)  # .ci/run exports it
     assert logs.spark_log_level(LogConf()) == "ERROR" and logs.spark_log_level(LogConf(verbose=True)) == "WARN"
-    monkeypatch.setenv("LAKEREC_SPARK_LOG_LEVEL", "INFO")
-    assert logs.spark_log_level(LogConf(verbose=True)) == "INFO"  # the variable wins
+    assert logs.spark_log_level(LogConf(verbose=True, spark_level="INFO")) == "INFO"  # log.spark_level wins
 
 
 def test_our_bars_reach_a_pipe_only_when_forced():

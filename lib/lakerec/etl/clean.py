@@ -5,7 +5,6 @@ and still accounts for every row.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -68,7 +67,7 @@ def content_hash() -> Column:
 
 def in_window(etl: EtlConf) -> Column:
     """Not before etl.valid_from, not later than the event's ingest time + etl.max_future_minutes."""
-    earliest = int(_utc(etl.valid_from).timestamp() * 1_000_000)
+    earliest = int(etl.valid_from.timestamp() * 1_000_000)
     ts = F.unix_micros(T.TS)
     return (ts >= earliest) & (ts <= F.unix_micros(T.INGESTED_AT) + etl.max_future_minutes * 60_000_000)
 
@@ -93,10 +92,3 @@ def flag_bots(df: DataFrame, etl: EtlConf, among: str | None = None, drop_agent:
     too_busy = F.coalesce(busiest > etl.bot_max_events_per_minute, F.lit(False))
     return per_minute.withColumn("_bot", F.col("_agent_bot") | too_busy).drop("_per_minute", "_agent_bot")
 
-
-def _utc(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"etl.valid_from {text!r} is not an ISO-8601 date-time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

@@ -99,7 +99,7 @@ def validate_events(raw: DataFrame, source: SourceConf, etl: EtlConf, ingested_a
     df = df.withColumn("_ts", parse_ts(F.col(T.TS), source.timezone)).withColumn("_value", parse_value(F.col(T.VALUE)))
     known = [t.strip().lower() for t in etl.accepted_event_types]
     structured = source.format in ("jsonl", "parquet")
-    earliest = F.lit(etl.valid_from).cast("timestamp")
+    earliest = F.lit(etl.valid_from)  # an aware datetime: the same instant in any session zone
     latest = F.lit(ingested_at + timedelta(minutes=etl.max_future_minutes)).cast("timestamp")
     reason = F.when(F.col(MALFORMED).isNotNull(), F.col(MALFORMED))
     for field in (T.USER_ID, T.ITEM_ID):

@@ -21,9 +21,9 @@ from pathlib import Path
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-from lakerec.config import PseudonymiseConf
+from lakerec.config import PseudonymiseConf, env_variable, secret
 
-KEY_ENV = "LAKEREC_PSEUDO_KEY"
+KEY_ENV = env_variable("secret.pseudonym_key")  # LAKEREC_PSEUDO_KEY
 _BLOCK = 64  # SHA-256 block size in bytes
 
 
@@ -33,8 +33,9 @@ class PseudonymKeyError(RuntimeError):
 
 def load_key(conf: PseudonymiseConf, lake_root: str) -> bytes:
     """The key bytes: env, else key_file, else the lake's generated key (created on first use if allowed)."""
-    if os.environ.get(KEY_ENV):
-        return os.environ[KEY_ENV].encode()
+    from_env = secret("pseudonym_key")
+    if from_env:
+        return from_env.encode()
     if conf.key_file:
         path = Path(conf.key_file).expanduser()
         if not path.is_file():

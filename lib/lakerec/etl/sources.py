@@ -47,7 +47,8 @@ def events_input_path(cfg: Config) -> str:
 
 
 def items_input_path(cfg: Config) -> str:
-    """input.items.path, else the demo catalog at <lake.root>/raw/items (what `generate` writes)."""
+    """input.items.path, else the demo catalog at <lake.root>/raw/items (what `generate` writes); only asked for
+    when the config has an item catalog (cfg.item_catalog)."""
     return cfg.input.items.path or _under_root(cfg, "raw/items")
 
 

@@ -24,6 +24,7 @@ class EncoderError(RuntimeError):
 
 
 def _offline() -> None:
+    # writes huggingface reads (it has no other switch), only where the user set nothing: never reach for a hub
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_PROGRESS_BARS"):
         os.environ.setdefault(var, "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no per-load progress bars in executor logs

@@ -34,32 +34,32 @@ from lakerec.models import build_model
 from lakerec.models.base import ModelConfig, SequenceEncoder
 from lakerec.train.losses import make_loss
 
-FAIL_RANK_ENV = "LAKEREC_TEST_FAIL_RANK"  # tests: the rank with this number raises right after it starts
 CHECKPOINT = "last.pt"
 VALID_K = 10
 
 
 class RankFailure(RuntimeError):
-    """Raised on purpose in the rank named by LAKEREC_TEST_FAIL_RANK (tests of fail-fast behaviour)."""
+    """Raised on purpose in the rank named by drill.fail_rank (the failing-rank drill: training must fail fast)."""
 
 
 def train_rank(train_urls: list[str], valid_urls: list[str], model_config: dict, conf: TrainConf,
                checkpoint_dir: str, text: np.ndarray | None = None, progress: bool = False,
                exclude_types: list[str] | None = None, on_epoch: Callable[[int, float], bool] | None = None,
-               init_state: dict | None = None) -> dict:
+               init_state: dict | None = None, fail_rank: int | None = None) -> dict:
     """Train on this rank's shard; returns its report (rank 0's also carries the best weights).
 
     text: [n_items + 1, text_dim] item text embeddings for a text-aware model (None: ID-only). `progress`: rank 0
     draws a bar over the epochs on stderr (the driver decides: a rank's stderr is never a terminal).
     exclude_types: score.exclude_event_types, so validation ranks under the serving rule as evaluation does.
     on_epoch: called on rank 0 with (epoch, validation NDCG@10); True stops training on every rank.
-    init_state: a warm start's initial weights (lakerec.train.warm.grown_state); None: seeded random ones."""
+    init_state: a warm start's initial weights (lakerec.train.warm.grown_state); None: seeded random ones.
+    fail_rank: drill.fail_rank, the rank that raises RankFailure right after it starts."""
     import horovod.torch as hvd  # imported on the rank, where Horovod initialises
 
     hvd.init()
     try:
-        if os.environ.get(FAIL_RANK_ENV) == str(hvd.rank()):
-            raise RankFailure(f"rank {hvd.rank()} fails on purpose ({FAIL_RANK_ENV})")
+        if fail_rank == hvd.rank():
+            raise RankFailure(f"rank {hvd.rank()} fails on purpose (drill.fail_rank)")
         return _train(hvd, train_urls, valid_urls, ModelConfig.from_dict(model_config), conf, Path(checkpoint_dir),
                       text, progress, exclude_types, on_epoch, init_state)
     finally:

@@ -40,22 +40,23 @@ def train_distributed(spark: SparkSession, train_urls: list[str], valid_urls: li
                       conf: TrainConf, checkpoint_dir: str, text: np.ndarray | None = None,
                       progress: bool = False, exclude_types: list[str] | None = None,
                       on_epoch: Callable[[int, float], bool] | None = None,
-                      init_state: dict | None = None) -> TrainResult:
+                      init_state: dict | None = None, fail_rank: int | None = None) -> TrainResult:
     """Train on `conf.ranks` ranks reading the snapshot files; verify the ranks ended identical.
 
     text: the item text embeddings a text-aware model needs ([n_items + 1, text_dim], shipped to every rank).
     `progress`: rank 0 draws a bar over the epochs (on the driver's stderr in local mode, in the executor's log on
     a cluster). exclude_types: score.exclude_event_types, the serving rule validation ranks under. on_epoch: runs
     on rank 0 after each epoch's validation, (epoch, NDCG@10) -> stop?; it is pickled to the rank. init_state: a
-    warm start's initial weights (every rank loads them)."""
+    warm start's initial weights (every rank loads them). fail_rank: drill.fail_rank (that rank fails on purpose)."""
     _check_slots(spark, conf.ranks)
     timeout = str(conf.timeout_s)  # a collective some rank never joins is a stall: shut down instead of waiting
+    # the ranks' environment (Horovod reads its timeouts there): this process's, plus the timeouts
     env = {**os.environ, "HOROVOD_GLOO_TIMEOUT_SECONDS": timeout, "HOROVOD_STALL_CHECK_TIME_SECONDS": timeout,
            "HOROVOD_STALL_SHUTDOWN_TIME_SECONDS": timeout}
     try:
         reports = horovod.spark.run(
             train_rank, args=(train_urls, valid_urls, model_config.to_dict(), conf, checkpoint_dir, text, progress,
-                              exclude_types, on_epoch, init_state),
+                              exclude_types, on_epoch, init_state, fail_rank),
             num_proc=conf.ranks, use_gloo=True, start_timeout=conf.timeout_s, env=env, verbose=0,
         )
     except Exception as e:  # horovod names the first rank that failed; its traceback is in the job's stderr

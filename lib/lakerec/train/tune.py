@@ -20,7 +20,7 @@ import optuna
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from lakerec.config import Config, ConfigError, deep_merge, nested, with_settings
+from lakerec.config import Config, ConfigError, deep_merge, nested, packaged_file, with_settings
 
 if TYPE_CHECKING:  # the ranks unpickle EpochReporter from this module: no Horovod driver import for them
     from lakerec.train.runner import TrainResult
@@ -66,8 +66,11 @@ class ParamSpec(BaseModel):
 
 def load_space(path: str | Path, cfg: Config) -> dict[str, ParamSpec]:
     """The search space file (key -> spec), checked before any trial: specs well formed, keys under train.,
-    and a value of each key validating in the configuration."""
+    and a value of each key validating in the configuration. A relative path not found in the current folder is
+    looked up among the files lakerec ships (the default conf/tune/space.yaml, from any folder)."""
     path = Path(path)
+    if not path.is_file() and not path.is_absolute():
+        path = packaged_file(str(path)) or path
     if not path.is_file():
         raise ConfigError(f"tune.space: search space file not found: {path}")
     raw = yaml.safe_load(path.read_text()) or {}
