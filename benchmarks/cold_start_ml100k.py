@@ -6,7 +6,8 @@ The real stages, in one Spark session, on conf/sources/movielens.yaml: ingest, i
 per holdout protocol (sequences.holdout: `random` = 10% of the items by a seeded hash, `newest` = the 10% of
 dated movies with the latest release dates) the sequences stage, the train stage twice (ID-only, then
 train.text.enabled, each registered under its own name) and a full-ranking test evaluation on the cold, long-tail
-and warm slices (lakerec.evaluate.coldstart). The comparison goes to MLflow (run `cold_start`: metrics, tables,
+and warm slices (lakerec.evaluate.coldstart), beside most popular, new-items popularity (the items released within
+evaluate.new_items_window_days before the newest event of silver.events first) and the text-only kNN. The comparison goes to MLflow (run `cold_start`: metrics, tables,
 plots) and is printed; the last line is
 `cold_ndcg10_text=<x> cold_ndcg10_best_baseline=<y> warm_ndcg10_ratio_text_vs_id=<z>` for the first protocol.
 Reads ../shared/data/ml-100k (licensed, never copied here); exits with a clear message where it is absent.
@@ -21,8 +22,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "ml-100k"
-ID, TEXT, POP, TEXT_ONLY = "id_only", "text_aware", "pop", "text_knn"
-BASELINES = (ID, POP, TEXT_ONLY)
+ID, TEXT, POP, NEW_POP, TEXT_ONLY = "id_only", "text_aware", "pop", "new_pop", "text_knn"
+BASELINES = (ID, POP, NEW_POP, TEXT_ONLY)
 
 
 def main() -> int:
@@ -48,7 +49,9 @@ def main() -> int:
     from lakerec import tracking
     from lakerec.config import load_config
     from lakerec.context import run_stage
-    from lakerec.evaluate.baselines import popularity_scorer
+    from pyspark.sql import functions as F
+
+    from lakerec.evaluate.baselines import new_items_popularity_scorer, popularity_scorer, release_dates
     from lakerec.evaluate.coldstart import coldstart_table, log_comparison, text_scorer, wide
     from lakerec.evaluate.metrics import EVAL_COLUMNS, model_scores
     from lakerec.lake import Lake
@@ -73,6 +76,7 @@ def main() -> int:
         print(result.describe(name), flush=True)
     lake = Lake(cfg.lake.root, spark)
     texts = read_item_embeddings(lake.read(T.SILVER_ITEM_EMBEDDINGS), cfg.text.encoder).toPandas()
+    cut = lake.read(T.SILVER_EVENTS).agg(F.max(T.TS)).first()[0]  # the day the new-items list is made for
 
     tables = {}
     for protocol in args.protocols:
@@ -92,12 +96,16 @@ def main() -> int:
         n_items = len(item_ids)
         scorers = {label: model_scores(model) for label, (model, _) in models.items()}
         scorers[POP] = popularity_scorer(rows, n_items, "test")
+        released = release_dates(lake.read(T.SILVER_ITEMS), lake.read(T.SILVER_EVENTS), item_ids)
+        scorers[NEW_POP] = new_items_popularity_scorer(rows, n_items, released, cut,
+                                                       cfg.evaluate.new_items_window_days, "test")
         scorers[TEXT_ONLY] = text_scorer(embedding_matrix(texts, item_ids))
         tables[protocol] = coldstart_table(rows, n_items, scorers, cfg.evaluate.ks, cfg.evaluate.head_share)
 
     with mlflow.start_run(run_name="cold_start"):
         mlflow.log_params({"protocols": ",".join(args.protocols), "share": cfg.sequences.holdout.share,
-                           "seed": cfg.sequences.holdout.seed, "encoder": cfg.text.encoder})
+                           "seed": cfg.sequences.holdout.seed, "encoder": cfg.text.encoder,
+                           "new_items_window_days": cfg.evaluate.new_items_window_days})
         log_comparison(tables)
     pd.set_option("display.width", 200)
     print(f"\n{time.perf_counter() - start:.0f} s; lake {lake_root}; MLflow run 'cold_start' in {cfg.tracking_uri}")
