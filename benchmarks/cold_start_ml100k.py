@@ -1,13 +1,18 @@
 """Cold start on MovieLens 100K: the text-aware model beside the ID-only model, popularity and a text-only baseline.
 
     .venv/bin/python benchmarks/cold_start_ml100k.py [--lake DIR] [--protocols random newest] [--set key=value ...]
+        [--reuse-models] [--encoders FOLDER ...]
 
 The real stages, in one Spark session, on conf/sources/movielens.yaml: ingest, items, silver, embed once; then
 per holdout protocol (sequences.holdout: `random` = 10% of the items by a seeded hash, `newest` = the 10% of
 dated movies with the latest release dates) the sequences stage, the train stage twice (ID-only, then
 train.text.enabled, each registered under its own name) and a full-ranking test evaluation on the cold, long-tail
 and warm slices (lakerec.evaluate.coldstart), beside most popular, new-items popularity (the items released within
-evaluate.new_items_window_days before the newest event of silver.events first) and the text-only kNN. The comparison goes to MLflow (run `cold_start`: metrics, tables,
+evaluate.new_items_window_days before the newest event of silver.events first) and the text-only kNN; `+age`
+rows add the item-age prior (lakerec.evaluate.itemage, weight evaluate.age_prior_weight) to the text-aware model
+and the kNN for items without ID history. --reuse-models evaluates the newest registered versions of an earlier
+run on the same --lake instead of training; --encoders adds a text-only kNN per local sentence-encoder folder
+(texts/s printed), the encoder comparison without a retrain. The comparison goes to MLflow (run `cold_start`: metrics, tables,
 plots) and is printed; the last line is
 `cold_ndcg10_text=<x> cold_ndcg10_best_baseline=<y> warm_ndcg10_ratio_text_vs_id=<z>` for the first protocol.
 Reads ../shared/data/ml-100k (licensed, never copied here); exits with a clear message where it is absent.
@@ -31,12 +36,15 @@ def main() -> int:
     parser.add_argument("--lake", default=None, help="lake folder (default: a new temporary folder)")
     parser.add_argument("--protocols", nargs="+", default=["random", "newest"], choices=["random", "newest"])
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="lakerec config key=value")
+    parser.add_argument("--reuse-models", action="store_true", help="evaluate the models an earlier run registered")
+    parser.add_argument("--encoders", nargs="*", default=[], help="local sentence-encoder folders for extra kNNs")
     args = parser.parse_args()
     if not (DATA / "u.data").is_file() or not (DATA / "u.item").is_file():
         print(f"skipped: MovieLens 100K not found at {DATA} (u.data, u.item; licensed data, never in the repository)")
         return 0
 
     import mlflow
+    import numpy as np
     import pandas as pd
 
     import jobs.embed
@@ -53,6 +61,10 @@ def main() -> int:
 
     from lakerec.evaluate.baselines import new_items_popularity_scorer, popularity_scorer, release_dates
     from lakerec.evaluate.coldstart import coldstart_table, log_comparison, text_scorer, wide
+    from lakerec.evaluate import itemage
+    from lakerec.evaluate.metrics import split_data, split_popularity
+    from lakerec.text.embeddings import item_text
+    from lakerec.text.encoder import encode
     from lakerec.evaluate.metrics import EVAL_COLUMNS, model_scores
     from lakerec.lake import Lake
     from lakerec.models.registry import load_model
@@ -77,6 +89,16 @@ def main() -> int:
     lake = Lake(cfg.lake.root, spark)
     texts = read_item_embeddings(lake.read(T.SILVER_ITEM_EMBEDDINGS), cfg.text.encoder).toPandas()
     cut = lake.read(T.SILVER_EVENTS).agg(F.max(T.TS)).first()[0]  # the day the new-items list is made for
+    item_texts = lake.read(T.SILVER_ITEMS).select(F.col(T.ITEM_ID).cast("string"), item_text().alias("text")).toPandas()
+    extra_text = {}
+    for folder in args.encoders:
+        encode(["warm up"], folder)
+        begin = time.perf_counter()
+        vectors = encode(list(item_texts["text"]), folder)
+        rate = len(item_texts) / (time.perf_counter() - begin)
+        name = f"{TEXT_ONLY}[{Path(folder).name}]"
+        extra_text[name] = dict(zip(item_texts[T.ITEM_ID], vectors))
+        print(f"encoder {folder}: dim {vectors.shape[1]}, {rate:.0f} texts/s ({len(item_texts)} texts)", flush=True)
 
     tables = {}
     for protocol in args.protocols:
@@ -86,6 +108,13 @@ def main() -> int:
         versions = {}
         for label, extra in ((ID, ()), (TEXT, ("train.text.enabled=true",))):
             train_cfg = config(holdout, f"mlflow.registered_model=coldstart-{protocol}-{label}", *extra)
+            if args.reuse_models:
+                name = train_cfg.mlflow.registered_model
+                found = mlflow.MlflowClient().search_model_versions(f"name='{name}'")
+                if not found:
+                    raise SystemExit(f"--reuse-models: no registered model {name!r} in {cfg.tracking_uri}")
+                versions[label] = (name, str(max(int(v.version) for v in found)))
+                continue
             result = run_stage("train", jobs.train.run, train_cfg, spark)
             print(f"[{protocol}] {label}: {result.describe('train')}", flush=True)
             versions[label] = (train_cfg.mlflow.registered_model, str(int(result.metrics["model_version"])))
@@ -100,12 +129,27 @@ def main() -> int:
         scorers[NEW_POP] = new_items_popularity_scorer(rows, n_items, released, cut,
                                                        cfg.evaluate.new_items_window_days, "test")
         scorers[TEXT_ONLY] = text_scorer(embedding_matrix(texts, item_ids))
+        for name, by_id in extra_text.items():
+            dim = len(next(iter(by_id.values())))
+            matrix = np.stack([np.zeros(dim, np.float32)] + [by_id.get(i, np.zeros(dim, np.float32)) for i in item_ids])
+            scorers[name] = text_scorer(matrix)
+        no_history = split_popularity(split_data(rows, "test"), n_items) == 0
+        before = itemage.events_before_test(lake.read(T.SILVER_EVENTS), item_ids, no_history)
+        days = itemage.release_day_numbers(released)
+        propensity = itemage.age_propensity(before[T.ITEM_IDX].to_numpy(), before["day"].to_numpy(), days)
+        print(f"[{protocol}] item-age propensity by bucket (edges {itemage.AGE_EDGES_DAYS} days): "
+              f"{np.round(propensity / propensity.mean(), 3).tolist()}", flush=True)
+        now = before.groupby(T.USER_ID)["day"].max().to_dict()
+        for label in (TEXT, TEXT_ONLY):
+            scorers[f"{label}+age"] = itemage.age_prior_scorer(scorers[label], now, days, propensity, no_history,
+                                                               cfg.evaluate.age_prior_weight)
         tables[protocol] = coldstart_table(rows, n_items, scorers, cfg.evaluate.ks, cfg.evaluate.head_share)
 
     with mlflow.start_run(run_name="cold_start"):
         mlflow.log_params({"protocols": ",".join(args.protocols), "share": cfg.sequences.holdout.share,
                            "seed": cfg.sequences.holdout.seed, "encoder": cfg.text.encoder,
-                           "new_items_window_days": cfg.evaluate.new_items_window_days})
+                           "new_items_window_days": cfg.evaluate.new_items_window_days,
+                           "age_prior_weight": cfg.evaluate.age_prior_weight})
         log_comparison(tables)
     pd.set_option("display.width", 200)
     print(f"\n{time.perf_counter() - start:.0f} s; lake {lake_root}; MLflow run 'cold_start' in {cfg.tracking_uri}")
