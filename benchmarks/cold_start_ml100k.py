@@ -10,10 +10,11 @@ train.text.enabled, each registered under its own name) and a full-ranking test 
 and warm slices (lakerec.evaluate.coldstart), beside most popular, new-items popularity (the items released within
 evaluate.new_items_window_days before the newest event of silver.events first) and the text-only kNN; `+age`
 rows add the item-age prior (lakerec.evaluate.itemage, weight evaluate.age_prior_weight) to the text-aware model
-and the kNN for items without ID history. --reuse-models evaluates the newest registered versions of an earlier
-run on the same --lake instead of training; --encoders adds a text-only kNN per local sentence-encoder folder
-(texts/s printed), the encoder comparison without a retrain. The comparison goes to MLflow (run `cold_start`: metrics, tables,
-plots) and is printed; the last line is
+and the kNN for items without ID history. --reuse-models evaluates what an earlier run of one protocol left in
+the same --lake (its tables and newest registered versions; a model not registered yet is left out) without
+running any stage; --encoders adds a text-only kNN per local sentence-encoder folder (texts/s printed), the
+encoder comparison without a retrain. The comparison goes to MLflow (run `cold_start`: metrics, tables, plots)
+and is printed; the last line is
 `cold_ndcg10_text=<x> cold_ndcg10_best_baseline=<y> warm_ndcg10_ratio_text_vs_id=<z>` for the first protocol.
 Reads ../shared/data/ml-100k (licensed, never copied here); exits with a clear message where it is absent.
 """
@@ -36,7 +37,7 @@ def main() -> int:
     parser.add_argument("--lake", default=None, help="lake folder (default: a new temporary folder)")
     parser.add_argument("--protocols", nargs="+", default=["random", "newest"], choices=["random", "newest"])
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="lakerec config key=value")
-    parser.add_argument("--reuse-models", action="store_true", help="evaluate the models an earlier run registered")
+    parser.add_argument("--reuse-models", action="store_true", help="evaluate an earlier run's lake and models")
     parser.add_argument("--encoders", nargs="*", default=[], help="local sentence-encoder folders for extra kNNs")
     args = parser.parse_args()
     if not (DATA / "u.data").is_file() or not (DATA / "u.item").is_file():
@@ -46,6 +47,7 @@ def main() -> int:
     import mlflow
     import numpy as np
     import pandas as pd
+    from pyspark.sql import functions as F
 
     import jobs.embed
     import jobs.ingest
@@ -57,19 +59,16 @@ def main() -> int:
     from lakerec import tracking
     from lakerec.config import load_config
     from lakerec.context import run_stage
-    from pyspark.sql import functions as F
-
+    from lakerec.data.sequences import item_ids_in_order
+    from lakerec.evaluate import itemage
     from lakerec.evaluate.baselines import new_items_popularity_scorer, popularity_scorer, release_dates
     from lakerec.evaluate.coldstart import coldstart_table, log_comparison, text_scorer, wide
-    from lakerec.evaluate import itemage
-    from lakerec.evaluate.metrics import split_data, split_popularity
-    from lakerec.text.embeddings import item_text
-    from lakerec.text.encoder import encode
-    from lakerec.evaluate.metrics import EVAL_COLUMNS, model_scores
+    from lakerec.evaluate.metrics import EVAL_COLUMNS, model_scores, split_data, split_popularity
     from lakerec.lake import Lake
     from lakerec.models.registry import load_model
     from lakerec.spark import get_spark
-    from lakerec.text.embeddings import embedding_matrix, read_item_embeddings
+    from lakerec.text.embeddings import embedding_matrix, item_text, read_item_embeddings
+    from lakerec.text.encoder import encode
 
     lake_root = Path(args.lake or tempfile.mkdtemp(prefix="lakerec-coldstart-")) / "lake"
     base = [f"lake.root={lake_root}", f"input.events.path={DATA / 'u.data'}", f"input.items.path={DATA / 'u.item'}",
@@ -83,9 +82,12 @@ def main() -> int:
     spark = get_spark(cfg)
     tracking.setup(cfg)
     start = time.perf_counter()
+    if args.reuse_models and len(args.protocols) > 1:
+        raise SystemExit("--reuse-models evaluates the lake as the earlier run left it: name one protocol, its last")
     for name, job in (("ingest", jobs.ingest), ("items", jobs.items), ("silver", jobs.silver), ("embed", jobs.embed)):
-        result = run_stage(name, job.run, cfg, spark)
-        print(result.describe(name), flush=True)
+        if not args.reuse_models:
+            result = run_stage(name, job.run, cfg, spark)
+            print(result.describe(name), flush=True)
     lake = Lake(cfg.lake.root, spark)
     texts = read_item_embeddings(lake.read(T.SILVER_ITEM_EMBEDDINGS), cfg.text.encoder).toPandas()
     cut = lake.read(T.SILVER_EVENTS).agg(F.max(T.TS)).first()[0]  # the day the new-items list is made for
@@ -103,17 +105,19 @@ def main() -> int:
     tables = {}
     for protocol in args.protocols:
         holdout = f"sequences.holdout.protocol={protocol}"
-        result = run_stage("sequences", jobs.sequences.run, config(holdout), spark)
-        print(f"[{protocol}] {result.describe('sequences')}", flush=True)
+        if not args.reuse_models:
+            result = run_stage("sequences", jobs.sequences.run, config(holdout), spark)
+            print(f"[{protocol}] {result.describe('sequences')}", flush=True)
         versions = {}
         for label, extra in ((ID, ()), (TEXT, ("train.text.enabled=true",))):
             train_cfg = config(holdout, f"mlflow.registered_model=coldstart-{protocol}-{label}", *extra)
             if args.reuse_models:
                 name = train_cfg.mlflow.registered_model
                 found = mlflow.MlflowClient().search_model_versions(f"name='{name}'")
-                if not found:
-                    raise SystemExit(f"--reuse-models: no registered model {name!r} in {cfg.tracking_uri}")
-                versions[label] = (name, str(max(int(v.version) for v in found)))
+                if found:
+                    versions[label] = (name, str(max(int(v.version) for v in found)))
+                else:
+                    print(f"[{protocol}] {label}: no registered model {name!r} yet: left out", flush=True)
                 continue
             result = run_stage("train", jobs.train.run, train_cfg, spark)
             print(f"[{protocol}] {label}: {result.describe('train')}", flush=True)
@@ -121,7 +125,9 @@ def main() -> int:
 
         rows = (lake.read(T.SILVER_SEQUENCES).where(f"{T.TEST_TARGET} > 0").select(*EVAL_COLUMNS).toPandas())
         models = {label: load_model(ref) for label, ref in versions.items()}
-        item_ids = models[ID][1]["item_ids"]
+        item_ids = item_ids_in_order(lake.read(T.SILVER_ITEM_INDEX))
+        if any(meta["item_ids"] != item_ids for _, meta in models.values()):
+            raise SystemExit("a model's item index is not silver.item_index's: rerun without --reuse-models")
         n_items = len(item_ids)
         scorers = {label: model_scores(model) for label, (model, _) in models.items()}
         scorers[POP] = popularity_scorer(rows, n_items, "test")
@@ -140,7 +146,7 @@ def main() -> int:
         print(f"[{protocol}] item-age propensity by bucket (edges {itemage.AGE_EDGES_DAYS} days): "
               f"{np.round(propensity / propensity.mean(), 3).tolist()}", flush=True)
         now = before.groupby(T.USER_ID)["day"].max().to_dict()
-        for label in (TEXT, TEXT_ONLY):
+        for label in [m for m in (TEXT, TEXT_ONLY) if m in scorers]:
             scorers[f"{label}+age"] = itemage.age_prior_scorer(scorers[label], now, days, propensity, no_history,
                                                                cfg.evaluate.age_prior_weight)
         tables[protocol] = coldstart_table(rows, n_items, scorers, cfg.evaluate.ks, cfg.evaluate.head_share)
@@ -167,7 +173,7 @@ def summary_line(table) -> str:
         rows = table[(table["model"] == model) & (table["slice"] == slice_) & (table["metric"] == "ndcg_10")]
         return float(rows["value"].iloc[0]) if len(rows) else float("nan")
 
-    best = max(ndcg(m, "cold") for m in BASELINES)
+    best = max((v for v in (ndcg(m, "cold") for m in BASELINES) if v == v), default=float("nan"))  # nan: left out
     ratio = ndcg(TEXT, "warm") / ndcg(ID, "warm")
     return f"cold_ndcg10_text={ndcg(TEXT, 'cold'):.4f} cold_ndcg10_best_baseline={best:.4f} " \
            f"warm_ndcg10_ratio_text_vs_id={ratio:.3f}"
