@@ -8,7 +8,7 @@ per holdout protocol (sequences.holdout: `random` = 10% of the items by a seeded
 dated movies with the latest release dates) the sequences stage, the train stage twice (ID-only, then
 train.text.enabled, each registered under its own name) and a full-ranking test evaluation on the cold, long-tail
 and warm slices (lakerec.evaluate.coldstart), beside most popular, new-items popularity (the items released within
-evaluate.new_items_window_days before the newest event of silver.events first) and the text-only kNN; `+age`
+evaluate.new_items_window_days before the newest event of silver.events first) and the text-only kNN; `_age`
 rows add the item-age prior (lakerec.evaluate.itemage, weight evaluate.age_prior_weight) to the text-aware model
 and the kNN for items without ID history. --reuse-models evaluates what an earlier run of one protocol left in
 the same --lake (its tables and newest registered versions; a model not registered yet is left out) without
@@ -98,7 +98,7 @@ def main() -> int:
         begin = time.perf_counter()
         vectors = encode(list(item_texts["text"]), folder)
         rate = len(item_texts) / (time.perf_counter() - begin)
-        name = f"{TEXT_ONLY}[{Path(folder).name}]"
+        name = f"{TEXT_ONLY}_{Path(folder).name}"
         extra_text[name] = dict(zip(item_texts[T.ITEM_ID], vectors))
         print(f"encoder {folder}: dim {vectors.shape[1]}, {rate:.0f} texts/s ({len(item_texts)} texts)", flush=True)
 
@@ -147,7 +147,7 @@ def main() -> int:
               f"{np.round(propensity / propensity.mean(), 3).tolist()}", flush=True)
         now = before.groupby(T.USER_ID)["day"].max().to_dict()
         for label in [m for m in (TEXT, TEXT_ONLY) if m in scorers]:
-            scorers[f"{label}+age"] = itemage.age_prior_scorer(scorers[label], now, days, propensity, no_history,
+            scorers[f"{label}_age"] = itemage.age_prior_scorer(scorers[label], now, days, propensity, no_history,
                                                                cfg.evaluate.age_prior_weight)
         tables[protocol] = coldstart_table(rows, n_items, scorers, cfg.evaluate.ks, cfg.evaluate.head_share)
 
