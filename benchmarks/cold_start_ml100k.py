@@ -160,7 +160,8 @@ def main() -> int:
     pd.set_option("display.width", 200)
     print(f"\n{time.perf_counter() - start:.0f} s; lake {lake_root}; MLflow run 'cold_start' in {cfg.tracking_uri}")
     for protocol, table in tables.items():
-        users = table[(table["model"] == ID) & (table["metric"] == "users")].set_index("slice")["value"]
+        users = table[(table["model"] == table["model"].iloc[0]) & (table["metric"] == "users")]
+        users = users.set_index("slice")["value"]
         print(f"\nholdout protocol {protocol} (test users per slice: "
               f"{', '.join(f'{s} {int(n)}' for s, n in users.items())})\n{wide(table).round(4).to_string()}")
     print(summary_line(tables[args.protocols[0]]))
