@@ -14,13 +14,14 @@ from pyspark.sql import SparkSession
 
 from jobs.common import job_main
 from lakerec import tables as T
+from lakerec import tracking
 from lakerec.config import EvaluateConf
 from lakerec.context import StageContext, StageResult, log_params
 from lakerec.evaluate import baselines as B
 from lakerec.evaluate.champion import (CHAMPION, CHAMPION_METRIC, aligned_scores, current_champion,
                                        promote_if_better)
 from lakerec.evaluate.metrics import EVAL_COLUMNS, ScoreFn, evaluate_all, model_scores, overall
-from lakerec.evaluate.report import log_ranks, log_report, metric_names
+from lakerec.evaluate.report import metric_names, ranks_artifact, report_artifacts
 from lakerec.models.registry import load_model, resolve_version
 
 HEADLINE = ("hr_10", "ndcg_10", "mrr_10", "coverage_10")  # per model in the stage result; the rest goes to MLflow
@@ -77,7 +78,8 @@ def run(ctx: StageContext) -> StageResult:
     table = evaluate_all(rows, n_items, conf.ks, {**scorers, **baselines}, "test", conf.batch_size,
                          head_share=conf.head_share, length_edges=conf.length_edges, exclude_types=exclude_types,
                          ranks_out=ranks)
-    log_ranks(rows[T.USER_ID].to_numpy(), ranks, "test")  # rows hold only users with a test target, in order
+    # rows hold only users with a test target, in order
+    tracking.log_artifacts(ranks_artifact(rows[T.USER_ID].to_numpy(), ranks, "test"))
 
     candidate = overall(table, label)[CHAMPION_METRIC]
     champion_score = overall(table, CHAMPION)[CHAMPION_METRIC] if CHAMPION in scorers else None
@@ -90,7 +92,7 @@ def run(ctx: StageContext) -> StageResult:
     metrics = metric_names(table, "test")
     headline = {k: v for k, v in metrics.items() if k.split(".", 2)[-1] in HEADLINE}
     mlflow.log_metrics({k: v for k, v in metrics.items() if k not in headline})
-    log_report(table, "test", extra)
+    tracking.log_artifacts(report_artifacts(table, "test", extra))
     repeat_share = overall(table, label)["repeat_target_share"]
     best_baseline = max((overall(table, b)[CHAMPION_METRIC] for b in baselines), default=float("nan"))
     ratio = candidate / best_baseline if best_baseline else float("nan")

@@ -22,7 +22,7 @@ from lakerec.data.sequences import (SEQUENCES_VERSION, SequenceInputError, item_
 from lakerec.lake import Lake
 from lakerec.logs import progress_enabled
 from lakerec.models import build_model, model_config
-from lakerec.models.registry import lineage_tags, log_model
+from lakerec.models.registry import check_renamed, lineage_tags, log_model
 from lakerec.text.embeddings import embedding_matrix, read_item_embeddings
 from lakerec.train.curves import plot_learning_curves
 from lakerec.train.runner import train_distributed
@@ -65,6 +65,7 @@ def training_inputs(ctx: StageContext, text_aware: bool) -> TrainingInputs:
 def run(ctx: StageContext) -> StageResult:
     cfg, tc = ctx.cfg, ctx.cfg.train
     name = cfg.mlflow.registered_model
+    check_renamed(name)  # before hours of training, not at registration
     inputs = training_inputs(ctx, tc.text.enabled)
     item_ids, text, versions = inputs.item_ids, inputs.text, dict(inputs.versions)
     index_version, sequences_version = versions[T.SILVER_ITEM_INDEX], versions[T.SILVER_SEQUENCES]

@@ -52,7 +52,7 @@ class SparkConf(_Strict):
 class MlflowConf(_Strict):
     tracking_uri: str | None = None
     experiment: str = "lakerec"
-    registered_model: str = "lakerec-sasrec"
+    registered_model: str = "lakerec-model"
 
 
 class DemoConf(_Strict):

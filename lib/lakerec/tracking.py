@@ -8,13 +8,16 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator, Mapping
 
 import mlflow
 from mlflow.tracking import MlflowClient
 
 from lakerec import locks
 from lakerec.config import Config
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 PIPELINE_RUN_TAG = "lakerec.pipeline_run_id"
 STAGE_TAG = "lakerec.stage"
@@ -153,6 +156,16 @@ def _running_children(client: MlflowClient, run_ids: list[str]) -> list[str]:
 def log_table_versions(reads: dict[str, int], writes: dict[str, int]) -> None:
     """Lineage: which Delta table versions this stage read and wrote (params, so they are searchable)."""
     mlflow.log_params({**{f"read.{t}": v for t, v in reads.items()}, **{f"wrote.{t}": v for t, v in writes.items()}})
+
+
+def log_artifacts(artifacts: Mapping[str, Figure | str]) -> None:
+    """To the active run, by artifact path: a figure as an image, a string as a text file (CSV, Markdown).
+    Evaluation code returns these; only the job logs them."""
+    for path, content in artifacts.items():
+        if isinstance(content, str):
+            mlflow.log_text(content, path)
+        else:
+            mlflow.log_figure(content, path)
 
 
 def parent_run_id_from_env() -> str | None:

@@ -1,10 +1,14 @@
 """Cold-start report: cold/tail/warm slices and the text-only baseline, on a hand-made split."""
+import mlflow
 import numpy as np
 import pandas as pd
 import torch
 
 from lakerec import tables as T
-from lakerec.evaluate.coldstart import coldstart_table, text_scorer, wide
+from lakerec import tracking
+from lakerec.evaluate.coldstart import (coldstart_table, comparison_artifacts, comparison_metrics, text_scorer,
+                                        wide)
+from tests.data.helpers import own_mlflow_store
 
 
 def rows(histories: list[list[int]], max_len: int = 4) -> pd.DataFrame:
@@ -30,3 +34,24 @@ def test_slices_and_the_text_baseline_finds_the_cold_item_by_its_text():
     assert w.loc["pop", "cold.hr_1"] == 0.0  # never seen: popularity 0, ranked last
     assert w.loc["text", "cold.hr_1"] == 1.0  # the only unseen item of the user's genre
     assert list(w.columns) == ["cold.hr_1", "tail.hr_1", "warm.hr_1", "all.hr_1"]
+
+
+def test_the_comparison_is_returned_as_data_and_the_tracking_layer_logs_it(make_cfg):
+    # a real MLflow store (sqlite, artifacts in tmp): the artifacts a job would log land under cold_start/
+    data = rows([[1, 2, 1, 3], [4, 5, 4, 6], [1, 2, 1, 2], [4, 5, 5, 4], [2, 1, 5, 1]])
+    popular = lambda inputs: torch.tensor([0, 5, 4, 0, 3, 2, 0], dtype=torch.float32).expand(len(inputs), -1)
+    tables = {"items": coldstart_table(data, 6, {"pop": popular}, ks=[1, 10])}
+    metrics = comparison_metrics(tables)
+    assert metrics["coldstart.items.pop.cold.hr_1"] == 0.0 and not any(k.endswith(".users") for k in metrics)
+    artifacts = comparison_artifacts(tables)
+    assert set(artifacts) == {"cold_start/items_table.csv", "cold_start/items_table.md",
+                              "cold_start/items_ndcg_10_by_slice.png"}
+    with own_mlflow_store():
+        tracking.setup(make_cfg())
+        with mlflow.start_run() as run:
+            tracking.log_artifacts(artifacts)
+        logged = {f.path for f in mlflow.MlflowClient().list_artifacts(run.info.run_id, "cold_start")}
+        csv = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/cold_start/items_table.csv")
+    assert logged == set(artifacts)
+    assert csv.splitlines()[0] == ("model,cold.ndcg_10,cold.hr_10,tail.ndcg_10,tail.hr_10,warm.ndcg_10,warm.hr_10,"
+                                   "all.ndcg_10,all.hr_10")

@@ -12,6 +12,7 @@ from lakerec import tables as T
 from lakerec.evaluate.metrics import (MISSED, evaluate_all, history_mask, length_slices, overall,
                                       popularity_percentile, popularity_slices, rank_users, ranking_metrics,
                                       score_users, split_data, target_ranks, user_aware)
+from lakerec.models.topk import NO_ITEM
 
 N = 5  # items 1..5, column 0 is padding
 
@@ -150,16 +151,16 @@ def test_batches_give_the_same_ranks_and_lists_as_one_pass():
     targets = rng.integers(1, N + 1, size=7)
     histories = [rng.integers(1, N + 1, size=k) for k in range(7)]
     score_fn = lambda x: table[x[:, 0]]  # noqa: E731
-    one = score_users(score_fn, inputs, targets, histories, N, batch_size=100, top_k=3)
-    small = score_users(score_fn, inputs, targets, histories, N, batch_size=3, top_k=3)
+    one = score_users(score_fn, inputs, targets, histories, N, batch_size=100, list_k=3)
+    small = score_users(score_fn, inputs, targets, histories, N, batch_size=3, list_k=3)
     assert torch.equal(one[0], small[0]) and torch.equal(one[1], small[1])
     assert torch.equal(rank_users(score_fn, inputs, targets, histories, N, batch_size=3), one[0])
 
 
-def test_top_lists_skip_history_and_pad_when_nothing_is_left():
+def test_top_lists_skip_history_and_end_in_no_item_when_nothing_is_left():
     ranks, top = score_users(by_index, np.zeros((2, 1)), np.array([1, 2]),
-                             [np.array([5, 3]), np.array([1, 2, 3, 4, 5])], N, top_k=4)
-    assert top.tolist() == [[4, 2, 1, 0], [0, 0, 0, 0]]  # user 2 saw everything, the target (a repeat) too
+                             [np.array([5, 3]), np.array([1, 2, 3, 4, 5])], N, list_k=4)
+    assert top.tolist() == [[4, 2, 1, NO_ITEM], [NO_ITEM] * 4]  # user 2 saw everything, the target (a repeat) too
     assert ranks.tolist() == [3, MISSED]
 
 

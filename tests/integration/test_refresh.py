@@ -63,7 +63,7 @@ def test_a_new_day_refreshes_warm_from_the_champion_idempotently(spark, tmp_path
         assert first.exit_code == 0, first.output
         mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
         lake = Lake(str(root), spark)
-        name = "lakerec-sasrec"
+        name = "lakerec-model"
         before = state(lake, name)
         assert before[1:] == ([1], "1")
 
@@ -75,7 +75,7 @@ def test_a_new_day_refreshes_warm_from_the_champion_idempotently(spark, tmp_path
 
         done = cli(root, "refresh")
         assert done.exit_code == 0, done.output
-        assert "[train] skipped: lakerec-sasrec v2 was already trained on these inputs" in done.output
+        assert "[train] skipped: lakerec-model v2 was already trained on these inputs" in done.output
         tables, versions, champion = state(lake, name)
         assert versions == [1, 2] and champion == "2"  # v1 cannot rank the new items the day's users went to
 

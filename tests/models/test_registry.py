@@ -1,13 +1,21 @@
 """Registry round trip on a real local MLflow store (sqlite + artifacts in tmp): log, register, load, predict."""
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 from lakerec import tracking
-from lakerec.models.registry import RegistryError, lineage_tags, load_model, log_model, resolve_version
+from lakerec.models.registry import (LEGACY_NAME, RegistryError, check_renamed, lineage_tags, load_model, log_model,
+                                     resolve_version)
 from lakerec.models.sasrec import SASRec, SASRecConfig
 from lakerec.models import build_model
 from lakerec.models.base import ModelConfig
@@ -83,6 +91,8 @@ def test_pyfunc_predict_returns_top_k_item_ids(store):
     assert top == [ITEMS[i - 1] for i in torch.topk(scores[0], 3).indices.tolist()]
     keep_history = pyfunc.predict(pd.DataFrame({"item_ids": [history]}), params={"k": 12, "exclude_history": False})
     assert len(keep_history["item_ids"][0]) == 12
+    short = pyfunc.predict(pd.DataFrame({"item_ids": [history]}), params={"k": 20})  # the top-k rule's short list
+    assert sorted(short["item_ids"][0]) == sorted(set(ITEMS) - set(history))  # every item left, none made up
 
 
 def test_resolve_version_prefers_this_pipeline_run_then_latest(store):
@@ -125,3 +135,59 @@ def test_a_version_loads_back_as_the_model_that_trained(store, name, cls):
                ["item_ids"][0])
     expected[0, [0, 1, 2, 3]] = float("-inf")
     assert top == [ITEMS[i - 1] for i in torch.topk(expected[0], 2).indices.tolist()]
+
+
+LEGACY_ENTRY = """import mlflow
+
+from lakerec.models.registry import SASRecPyfunc
+
+mlflow.models.set_model(SASRecPyfunc())
+"""  # the entry file versions logged before the rename carry
+
+
+def log_legacy_version(model, tmp: Path) -> str:
+    """A version as lakerec logged it before the rename: artifact dir `sasrec`, the old entry file, registered as
+    lakerec-sasrec (the files and layout of the old registry.log_model)."""
+    folder = tmp / "sasrec"
+    folder.mkdir()
+    torch.save(model.state_dict(), folder / "weights.pt")
+    (folder / "config.json").write_text(json.dumps(model.config.to_dict()))
+    pd.DataFrame({"item_idx": np.arange(1, len(ITEMS) + 1, dtype=np.int32), "item_id": ITEMS}).to_parquet(
+        folder / "item_index.parquet", index=False)
+    (tmp / "pyfunc_entry.py").write_text(LEGACY_ENTRY)
+    signature = infer_signature(pd.DataFrame({"item_ids": [ITEMS[:3]]}), pd.DataFrame({"item_ids": [ITEMS[:1]]}),
+                                params={"k": 10, "exclude_history": True})
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(name="model", python_model=str(tmp / "pyfunc_entry.py"),
+                                       artifacts={"sasrec": str(folder)}, registered_model_name=LEGACY_NAME,
+                                       signature=signature)
+    return str(info.registered_model_version)
+
+
+def test_a_version_logged_before_the_rename_loads_and_serves(store, tmp_path):
+    model = trained_model()
+    version = log_legacy_version(model, tmp_path)
+    loaded, meta = load_model((LEGACY_NAME, version))
+    inputs = torch.tensor([[0, 0, 1, 2, 3]])
+    with torch.no_grad():
+        assert torch.equal(loaded.user_vectors(inputs), model.user_vectors(inputs))
+    assert meta["item_ids"] == ITEMS
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{LEGACY_NAME}/{version}")
+    assert list(pyfunc.predict(pd.DataFrame({"item_ids": [["item-1", "item-2", "item-3"]]}),
+                               params={"k": 1})["item_ids"][0]) == ["item-4"]
+
+
+def test_the_old_registered_name_gets_the_command_that_moves_it_and_the_command_works(store, tmp_path):
+    name = store.mlflow.registered_model
+    assert name != LEGACY_NAME  # the default is model-neutral now
+    version = log_legacy_version(trained_model(), tmp_path)
+    MlflowClient().set_registered_model_alias(LEGACY_NAME, "champion", version)
+    with pytest.raises(RegistryError, match=f"{LEGACY_NAME}.* has 1") as caught:
+        resolve_version(name, alias="champion")
+    command = next(line.strip() for line in str(caught.value).splitlines() if line.strip().startswith("python -c"))
+    argv = shlex.split(command)
+    subprocess.run([sys.executable, *argv[1:]], check=True)  # exactly what the message tells a user to run
+    check_renamed(name)  # nothing left to move
+    assert resolve_version(name, alias="champion") == (version, "alias")
+    loaded, meta = load_model((name, version))  # the old artifact layout, under the new name
+    assert meta["item_ids"] == ITEMS and meta["model_name"] == name

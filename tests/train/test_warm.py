@@ -102,7 +102,7 @@ def test_a_text_aware_parent_gives_new_items_their_text_vector():
 
 
 def _parent(model, item_ids, version="7", index_version="2") -> Parent:
-    return Parent(version, model, {"model_name": "lakerec-sasrec", "item_ids": item_ids,
+    return Parent(version, model, {"model_name": "lakerec-model", "item_ids": item_ids,
                                    "tags": {f"read.{T.SILVER_ITEM_INDEX}": index_version,
                                             f"read.{T.SILVER_SEQUENCES}": "4", "lakerec.pipeline_run": "p"}})
 
@@ -111,7 +111,7 @@ def test_a_parent_on_another_index_or_architecture_is_refused_naming_both():
     model = parent_model(n_items=3)
     parent = _parent(model, ["a", "b", "c"])
     check_compatible(parent, grown_config(model, 4), ["a", "b", "c", "d"], 5)  # grown by appending: fine
-    with pytest.raises(WarmStartError, match=r"lakerec-sasrec v7 .*silver.item_index v2.*silver.item_index v5"
+    with pytest.raises(WarmStartError, match=r"lakerec-model v7 .*silver.item_index v2.*silver.item_index v5"
                                              r".*item_idx 2 is 'b' in the parent but 'c' now"):
         check_compatible(parent, grown_config(model, 4), ["a", "c", "b", "d"], 5)
     with pytest.raises(WarmStartError, match="item_idx 3 is 'c' in the parent but absent now"):
@@ -133,13 +133,13 @@ def test_a_missing_parent_is_an_error_naming_the_model_and_what_was_asked(make_c
     with own_mlflow_store():
         cfg = make_cfg()
         tracking.setup(cfg)
-        with pytest.raises(WarmStartError, match=r"train.init=champion: registered model 'lakerec-sasrec' has no "
+        with pytest.raises(WarmStartError, match=r"train.init=champion: registered model 'lakerec-model' has no "
                                                  r"alias 'champion'"):
             load_parent(cfg.mlflow.registered_model, "champion", "champion")
         with tracking.stage_run(cfg, "train"):
             log_model(parent_model(), list("abcdef"), cfg.mlflow.registered_model)
         assert load_parent(cfg.mlflow.registered_model, 1, "champion").version == "1"
-        with pytest.raises(WarmStartError, match="train.init=5: registered model 'lakerec-sasrec' has no version 5"):
+        with pytest.raises(WarmStartError, match="train.init=5: registered model 'lakerec-model' has no version 5"):
             load_parent(cfg.mlflow.registered_model, 5, "champion")
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-import mlflow
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 
 from lakerec.evaluate.metrics import (ALL, COLD, HEAD, TAIL, TIDY_COLUMNS, ScoreFn, ranking_metrics, score_users,
                                       popularity_slices, split_data, split_popularity)
@@ -73,21 +73,28 @@ def wide(table: pd.DataFrame, metrics: Sequence[str] = ("ndcg_10", "hr_10")) -> 
     return out.loc[list(dict.fromkeys(rows["model"]))]
 
 
-def log_comparison(tables: Mapping[str, pd.DataFrame], metric: str = "ndcg_10") -> None:
-    """To the active MLflow run, per protocol: `coldstart.<protocol>.<model>.<slice>.<metric>` metrics, the wide
-    table (CSV and Markdown) and a bar plot of `metric` by slice and model."""
+def comparison_metrics(tables: Mapping[str, pd.DataFrame]) -> dict[str, float]:
+    """`coldstart.<protocol>.<model>.<slice>.<metric>` for every protocol's table (user counts and NaN left out)."""
+    return {f"coldstart.{protocol}.{model}.{slice_}.{name}": float(value)
+            for protocol, table in tables.items()
+            for model, slice_, name, value in table.itertuples(index=False)
+            if name != "users" and np.isfinite(value)}
+
+
+def comparison_artifacts(tables: Mapping[str, pd.DataFrame], metric: str = "ndcg_10") -> dict[str, Figure | str]:
+    """Per protocol, by path under cold_start/: the wide table (CSV and Markdown) and a bar plot of `metric` by
+    slice and model. The caller logs them (lakerec.tracking.log_artifacts)."""
+    out: dict[str, Figure | str] = {}
     for protocol, table in tables.items():
-        for model, slice_, name, value in table.itertuples(index=False):
-            if name != "users" and np.isfinite(value):
-                mlflow.log_metric(f"coldstart.{protocol}.{model}.{slice_}.{name}", float(value))
         frame = wide(table)
-        mlflow.log_text(frame.to_csv(), f"{ARTIFACTS}/{protocol}_table.csv")
-        mlflow.log_text(frame.round(4).to_markdown() if _has_tabulate() else frame.round(4).to_string(),
-                        f"{ARTIFACTS}/{protocol}_table.md")
+        out[f"{ARTIFACTS}/{protocol}_table.csv"] = frame.to_csv()
+        out[f"{ARTIFACTS}/{protocol}_table.md"] = (frame.round(4).to_markdown() if _has_tabulate()
+                                                    else frame.round(4).to_string())
         by_slice = table[table["metric"] == metric].pivot(index="slice", columns="model", values="value")
         by_slice = by_slice.loc[[s for s in SLICES if s in by_slice.index], list(dict.fromkeys(table["model"]))]
-        mlflow.log_figure(bar_chart(by_slice, f"{metric} by slice, holdout protocol {protocol}", metric),
-                          f"{ARTIFACTS}/{protocol}_{metric}_by_slice.png")
+        out[f"{ARTIFACTS}/{protocol}_{metric}_by_slice.png"] = bar_chart(
+            by_slice, f"{metric} by slice, holdout protocol {protocol}", metric)
+    return out
 
 
 def _has_tabulate() -> bool:

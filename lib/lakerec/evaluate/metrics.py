@@ -24,6 +24,7 @@ import torch
 from lakerec import tables as T
 from lakerec.data.exclusion import excluded_items
 from lakerec.models.sasrec import PAD, SASRec
+from lakerec.models.topk import NO_ITEM, top_k
 
 # [B, L] inputs (-> and, for a user-aware scorer, the B user ids) -> [B, n_items + 1] scores
 ScoreFn = Callable[..., torch.Tensor]
@@ -80,19 +81,19 @@ def ranking_metrics(ranks: torch.Tensor, ks: Sequence[int]) -> dict[str, float]:
 
 
 def score_users(score_fn: ScoreFn, inputs: np.ndarray, targets: np.ndarray, excluded: Sequence[np.ndarray],
-                n_items: int, batch_size: int = 256, users: np.ndarray | None = None, top_k: int = 0
+                n_items: int, batch_size: int = 256, users: np.ndarray | None = None, list_k: int = 0
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ranks [U], top-k item lists [U, top_k]) of every user under score_fn, batch by batch.
+    """(ranks [U], top-k item lists [U, list_k]) of every user under score_fn, batch by batch.
 
     excluded: per user, the items the serving rule does not rank (SplitData.excluded). The lists exclude what the
-    ranks exclude (PAD fills a list where fewer items are left). users: passed to the scorer as its second
-    argument when given (user-aware scorers).
+    ranks exclude, under lakerec.models.topk's rule (NO_ITEM fills a list where fewer items are left). users:
+    passed to the scorer as its second argument when given (user-aware scorers).
     """
     if len(inputs) != len(targets) or len(targets) != len(excluded):
         raise ValueError("inputs, targets and excluded must have one entry per user")
     if users is not None and len(users) != len(targets):
         raise ValueError("users must have one entry per user")
-    ranks, tops = [torch.zeros(0, dtype=torch.long)], [torch.zeros(0, top_k, dtype=torch.long)]
+    ranks, tops = [torch.zeros(0, dtype=torch.long)], [torch.zeros(0, list_k, dtype=torch.long)]
     with torch.inference_mode():
         for start in range(0, len(targets), batch_size):
             stop = start + batch_size
@@ -101,9 +102,8 @@ def score_users(score_fn: ScoreFn, inputs: np.ndarray, targets: np.ndarray, excl
             target = torch.as_tensor(np.asarray(targets[start:stop]), dtype=torch.long)
             mask = history_mask(excluded[start:stop], n_items)
             ranks.append(target_ranks(scores, target, mask))
-            if top_k:
-                values, items = torch.topk(scores.masked_fill(mask, float("-inf")), top_k, dim=1)
-                tops.append(items.masked_fill(values == float("-inf"), PAD))  # fewer than top_k items left
+            if list_k:
+                tops.append(top_k(scores.masked_fill(mask, float("-inf")), list_k)[1])
     return torch.cat(ranks), torch.cat(tops)
 
 
@@ -191,9 +191,9 @@ def length_slices(lengths: np.ndarray, edges: Sequence[int]) -> np.ndarray:
 
 def list_metrics(top: torch.Tensor, n_items: int, percentile: np.ndarray, k: int) -> dict[str, float]:
     """coverage_k: share of the catalog in any top-k list; pop_bias_k: mean popularity percentile of the
-    listed items (1 = only the most popular item). PAD in a list (no item left) is not an item."""
+    listed items (1 = only the most popular item). NO_ITEM in a list (no item left) is not an item."""
     items = top[:, :k].reshape(-1).numpy()
-    items = items[items != PAD]
+    items = items[items != NO_ITEM]
     return {f"coverage_{k}": len(np.unique(items)) / n_items,
             f"pop_bias_{k}": float(percentile[items].mean()) if len(items) else float("nan")}
 

@@ -1,10 +1,9 @@
 """An evaluate_all table for people: MLflow metric names, plots (metrics by slice, model vs baselines) and the
-tidy CSV, all logged to the active run."""
+tidy CSV, returned by artifact path; the job logs them (lakerec.tracking.log_artifacts)."""
 from __future__ import annotations
 
 import math
 
-import mlflow
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -56,13 +55,13 @@ def comparison_figure(table: pd.DataFrame) -> Figure:
                  "model vs baselines (all users)", "value")
 
 
-def log_report(table: pd.DataFrame, split: str, extra: dict[str, pd.DataFrame] | None = None) -> None:
-    """Plots and CSVs (the tidy table, and any extra tables such as the ALS grid) under evaluation/."""
-    mlflow.log_figure(slice_figure(table), f"{ARTIFACTS}/{split}_ndcg_10_by_slice.png")
-    mlflow.log_figure(comparison_figure(table), f"{ARTIFACTS}/{split}_model_vs_baselines.png")
-    mlflow.log_text(table.to_csv(index=False), f"{ARTIFACTS}/{split}_metrics.csv")
-    for name, frame in (extra or {}).items():
-        mlflow.log_text(frame.to_csv(index=False), f"{ARTIFACTS}/{name}.csv")
+def report_artifacts(table: pd.DataFrame, split: str,
+                     extra: dict[str, pd.DataFrame] | None = None) -> dict[str, Figure | str]:
+    """Plots and CSVs (the tidy table, and any extra tables such as the ALS grid) by path under evaluation/."""
+    return {f"{ARTIFACTS}/{split}_ndcg_10_by_slice.png": slice_figure(table),
+            f"{ARTIFACTS}/{split}_model_vs_baselines.png": comparison_figure(table),
+            f"{ARTIFACTS}/{split}_metrics.csv": table.to_csv(index=False),
+            **{f"{ARTIFACTS}/{name}.csv": frame.to_csv(index=False) for name, frame in (extra or {}).items()}}
 
 
 RANKS_CSV = "{split}_ranks.csv"  # evaluation/<split>_ranks.csv: user_id, then one rank column per model
@@ -74,5 +73,6 @@ def ranks_frame(users, ranks: dict) -> pd.DataFrame:
     return pd.DataFrame({"user_id": np.asarray(users), **{m: np.asarray(r) for m, r in ranks.items()}})
 
 
-def log_ranks(users, ranks: dict, split: str) -> None:
-    mlflow.log_text(ranks_frame(users, ranks).to_csv(index=False), f"{ARTIFACTS}/{RANKS_CSV.format(split=split)}")
+def ranks_artifact(users, ranks: dict, split: str) -> dict[str, str]:
+    """ranks_frame as CSV, by its path under evaluation/."""
+    return {f"{ARTIFACTS}/{RANKS_CSV.format(split=split)}": ranks_frame(users, ranks).to_csv(index=False)}

@@ -4,6 +4,11 @@ A registered version is an MLflow pyfunc logged "from code" (pyfunc_entry.py): i
 state_dict (`weights.pt`, loaded with weights_only), `config.json` (ModelConfig, naming the model) and
 `item_index.parquet` (item_idx -> item_id). Loading rebuilds the model with `build_model`, so a version stays loadable
 whatever the module path of the class that trained it. Where the pyfunc is served, lakerec must be installed.
+
+Names are model-neutral (the same registered model carries SASRec, BERT4Rec or BSARec versions). Versions logged
+before the rename keep loading: their artifact directory `sasrec` is read as well, and the entry file stored with
+them imports `SASRecPyfunc`. A lake whose versions sit under the old default name `lakerec-sasrec` gets an error
+naming the one command that moves them (check_renamed) rather than a second registered model started from v1.
 """
 from __future__ import annotations
 
@@ -25,8 +30,11 @@ from lakerec import tables as T
 from lakerec.tracking import PIPELINE_RUN_TAG
 from lakerec.models import build_model
 from lakerec.models.base import PAD, ModelConfig, SequenceEncoder
+from lakerec.models.topk import NO_ITEM, top_k
 
-ARTIFACT_DIR = "sasrec"  # the one directory artifact holding the three files below
+ARTIFACT_DIR = "model"  # the one directory artifact holding the three files below
+LEGACY_ARTIFACT_DIR = "sasrec"  # its name in versions logged before the rename
+LEGACY_NAME = "lakerec-sasrec"  # the default mlflow.registered_model before the rename
 WEIGHTS, CONFIG, ITEM_INDEX = "weights.pt", "config.json", "item_index.parquet"
 ENTRY = "pyfunc_entry.py"  # read through importlib.resources: under spark-submit --py-files it sits inside a zip
 PREDICT_COLUMN = "item_ids"  # predict: a column of item-id lists in, a column of top-k item-id lists out
@@ -85,6 +93,7 @@ def resolve_version(name: str, version: str | int | None = None, pipeline_run_id
     """Which version to use and why: the one given ("given"); else the one the alias points to ("alias");
     else the one registered in this pipeline run ("pipeline_run"); else the latest ("latest", e.g. a pipeline
     resumed after its train stage). A version or alias that does not exist is a RegistryError naming it."""
+    check_renamed(name)
     client = MlflowClient()
     try:
         if version is not None:
@@ -113,7 +122,7 @@ def load_model(uri_or_name_version: str | tuple[str, str | int]) -> tuple[Sequen
     """
     uri, meta = _describe(uri_or_name_version)
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
-    model, item_ids = load_from_directory(local / "artifacts" / ARTIFACT_DIR)
+    model, item_ids = load_from_directory(_artifact_folder(local / "artifacts"))
     meta.update(item_ids=item_ids, max_len=model.config.max_len, n_items=model.config.n_items, uri=uri)
     return model, meta
 
@@ -128,6 +137,30 @@ def load_from_directory(folder: str | Path) -> tuple[SequenceEncoder, list[str]]
     if not np.array_equal(index[T.ITEM_IDX].to_numpy(), np.arange(1, config.n_items + 1)):
         raise RegistryError(f"{folder / ITEM_INDEX} does not cover item_idx 1..{config.n_items}")
     return model.eval(), index[T.ITEM_ID].tolist()
+
+
+def _artifact_folder(artifacts: Path) -> Path:
+    """The version's artifact directory: `model`, or `sasrec` in a version logged before the rename."""
+    return artifacts / (ARTIFACT_DIR if (artifacts / ARTIFACT_DIR).is_dir() else LEGACY_ARTIFACT_DIR)
+
+
+def check_renamed(name: str) -> None:
+    """Refuse to go on under a registered name with no version while the old default name LEGACY_NAME has some:
+    a lake trained before the rename would otherwise start a second model from v1 beside its history, its
+    champion and warm-start parent silently left behind. The error names the command that moves them."""
+    if name == LEGACY_NAME:
+        return
+    client = MlflowClient()
+    if client.search_model_versions(f"name = '{name}'", max_results=1):
+        return
+    old = client.search_model_versions(f"name = '{LEGACY_NAME}'")
+    if old:
+        move = (f"python -c \"import mlflow; mlflow.MlflowClient('{mlflow.get_tracking_uri()}')"
+                f".rename_registered_model('{LEGACY_NAME}', '{name}')\"")
+        raise RegistryError(
+            f"registered model {name!r} has no version, but {LEGACY_NAME!r} (lakerec's name for it before models "
+            f"were named neutrally) has {len(old)}: move them, aliases included, with\n  {move}\nor keep the old "
+            f"name: --set mlflow.registered_model={LEGACY_NAME}")
 
 
 def _describe(ref: str | tuple[str, str | int]) -> tuple[str, dict[str, Any]]:
@@ -151,19 +184,20 @@ def _describe(ref: str | tuple[str, str | int]) -> tuple[str, dict[str, Any]]:
                                             "tags": dict(mv.tags)}
 
 
-class SASRecPyfunc(mlflow.pyfunc.PythonModel):
+class SequencePyfunc(mlflow.pyfunc.PythonModel):
     """pyfunc predict: a DataFrame column `item_ids` (each row a user's history, oldest first) -> the top-k
     item ids per row (params: k, exclude_history). Unknown item ids are skipped; a row with no known item gets
     an empty list rather than arbitrary items."""
 
     def load_context(self, context) -> None:
-        self.model, item_ids = load_from_directory(context.artifacts[ARTIFACT_DIR])
+        folder = context.artifacts.get(ARTIFACT_DIR) or context.artifacts[LEGACY_ARTIFACT_DIR]
+        self.model, item_ids = load_from_directory(folder)
         self.item_ids = np.array([None, *item_ids], dtype=object)  # position = item_idx
         self.idx_of = {item: i + 1 for i, item in enumerate(item_ids)}
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         params = params or {}
-        k = min(int(params.get("k", 10)), self.model.config.n_items)
+        k = int(params.get("k", 10))
         exclude = bool(params.get("exclude_history", True))
         histories = [[self.idx_of[i] for i in map(str, row) if i in self.idx_of]
                      for row in model_input[PREDICT_COLUMN]]
@@ -174,10 +208,12 @@ class SASRecPyfunc(mlflow.pyfunc.PythonModel):
             if exclude:
                 for row, history in enumerate(histories):
                     scores[row, history] = float("-inf")
-            top = torch.topk(scores, k, dim=1).indices.numpy()
-        out = [[self.item_ids[j] for j in row if np.isfinite(s[j])] if h else []
-               for row, s, h in zip(top, scores.numpy(), histories)]
+            top = top_k(scores, k)[1].numpy()
+        out = [[self.item_ids[j] for j in row if j != NO_ITEM] if h else [] for row, h in zip(top, histories)]
         return pd.DataFrame({PREDICT_COLUMN: out})
+
+
+SASRecPyfunc = SequencePyfunc  # the entry file stored with versions logged before the rename imports this name
 
 
 def _left_pad(history: Sequence[int], max_len: int) -> np.ndarray:

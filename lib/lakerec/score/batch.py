@@ -3,7 +3,7 @@
 Steps, each a function: `user_states` (silver.events -> the model's input and the items not to recommend again),
 `candidate_items` (the model's items minus the configured filters), `popularity` (the cold users' fallback),
 `score_users` (mapInPandas: each task rebuilds the model once from a broadcast, scores users in batches against the
-candidate matrix and keeps torch.topk), `stamp` (lineage on every row).
+candidate matrix and keeps the top N under lakerec.models.topk's rule), `stamp` (lineage on every row).
 
 Memory per task is batch_size x candidates floats plus one Arrow batch of users, never a function of the number of
 users, and nothing user-level is collected to the driver (candidates and popularity are item-level).
@@ -33,6 +33,7 @@ from lakerec.config import CandidatesConf, ScoreConf
 from lakerec.data.sequences import left_pad, order_keys
 from lakerec.models import build_model
 from lakerec.models.base import PAD, ModelConfig, SequenceEncoder
+from lakerec.models.topk import top_k
 from lakerec.text.embeddings import cold_item_vectors
 
 EXCLUDE = "exclude"  # user_states column: the model item_idx the user is not recommended again
@@ -204,8 +205,8 @@ class _Scorer:
     def _model(self, users: np.ndarray, inputs: torch.Tensor, excludes: np.ndarray, top_n: int) -> pd.DataFrame:
         user_vectors, attribution = self.net.explain_user(inputs)
         scores = user_vectors @ self.candidates_t
-        top = torch.topk(self._penalise(scores, excludes), top_n, dim=1)
-        picked = self.items[self.candidate_idx[top.indices]]  # [B, N, d]
+        top = top_k(self._penalise(scores, excludes), top_n)
+        picked = self.items[self.candidate_idx[top[1]]]  # [B, N, d]
         contribution = attribution.unsqueeze(2) * torch.einsum("bld,bnd->bln", self.items[inputs], picked)
         contribution.masked_fill_((attribution <= 0).unsqueeze(2), float("-inf"))  # padding is no reason
         reasons = torch.gather(inputs, 1, contribution.argmax(dim=1))  # [B, N] item_idx of the history
@@ -213,8 +214,7 @@ class _Scorer:
 
     def _popular(self, users: np.ndarray, inputs: torch.Tensor, excludes: np.ndarray, top_n: int) -> pd.DataFrame:
         scores = self.fallback.expand(len(users), -1).clone()
-        top = torch.topk(self._penalise(scores, excludes), top_n, dim=1)
-        return self._rows(users, top, None, REASON_POPULAR)
+        return self._rows(users, top_k(self._penalise(scores, excludes), top_n), None, REASON_POPULAR)
 
     def _penalise(self, scores: torch.Tensor, excludes: np.ndarray) -> torch.Tensor:
         lengths = [len(e) for e in excludes]
@@ -225,13 +225,15 @@ class _Scorer:
             scores[torch.as_tensor(rows[keep]), torch.as_tensor(cols[keep])] -= HISTORY_PENALTY
         return scores
 
-    def _rows(self, users: np.ndarray, top, reasons: np.ndarray | None, kind: str) -> pd.DataFrame:
-        n, top_n = top.indices.shape
+    def _rows(self, users: np.ndarray, top: tuple[torch.Tensor, torch.Tensor], reasons: np.ndarray | None,
+              kind: str) -> pd.DataFrame:
+        values, columns = top
+        n, top_n = columns.shape
         return pd.DataFrame({
             T.USER_ID: np.repeat(users, top_n),
             T.RANK: np.tile(np.arange(1, top_n + 1, dtype=np.int32), n),
-            T.ITEM_ID: self.candidate_ids[top.indices.reshape(-1).numpy()],
-            T.SCORE: top.values.reshape(-1).numpy().astype(np.float32),
+            T.ITEM_ID: self.candidate_ids[columns.reshape(-1).numpy()],
+            T.SCORE: values.reshape(-1).numpy().astype(np.float32),
             T.REASON_ITEM_ID: reasons if reasons is not None else np.full(n * top_n, None, dtype=object),
             T.REASON_KIND: kind,
         })

@@ -70,6 +70,8 @@ def _train(hvd, train_urls: list[str], valid_urls: list[str], config: ModelConfi
            checkpoint_dir: Path, text: np.ndarray | None = None, progress: bool = False,
            exclude_types: list[str] | None = None, on_epoch: Callable[[int, float], bool] | None = None,
            init_state: dict | None = None) -> dict:
+    """One rank's run as named steps. Every collective (allreduce, broadcast) runs in the same order on every
+    rank, named, so the ranks stay in lockstep."""
     rank, size = hvd.rank(), hvd.size()
     device = _device(hvd)
     torch.set_num_threads(conf.threads or max(1, (os.cpu_count() or 1) // hvd.local_size()))
@@ -78,17 +80,61 @@ def _train(hvd, train_urls: list[str], valid_urls: list[str], config: ModelConfi
     shard = read_shard(train_urls, rank, size, config.max_len)
     valid = read_valid_shard(valid_urls, rank, size, config.max_len, exclude_types)
     steps = int(hvd.allreduce(torch.tensor(steps_for(len(shard), conf.batch_size)), op=hvd.Max, name="steps"))
-    counts = None
-    if conf.loss == "sampled":  # the proposal for negatives: training popularity over every rank's rows
-        local = torch.from_numpy(np.bincount(shard.targets.ravel(), minlength=config.n_items + 1))
-        counts = hvd.allreduce(local, op=hvd.Sum, name="item_counts")
-    loss_fn = make_loss(conf.loss, conf.negatives, counts)
+    loss_fn = make_loss(conf.loss, conf.negatives, _item_counts(hvd, shard, config) if conf.loss == "sampled" else None)
+    model = _initial_model(hvd, config, conf.seed, shard, text, init_state).to(device)
+    hvd.broadcast_parameters(model.state_dict(), root_rank=0)
+    init_checksum = parameter_checksum(model)
+    optimizer = hvd.DistributedOptimizer(torch.optim.AdamW(model.parameters(), lr=conf.lr,
+                                                           weight_decay=conf.weight_decay),
+                                         named_parameters=model.named_parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(conf, steps))
+    state = _resume(hvd, checkpoint_dir, model, optimizer, scheduler) if conf.resume else None
+    resumed_from = state["epoch"] if state else 0
+    state = state or {"epoch": 0, "history": [], "best": None, "best_state": None, "bad_epochs": 0, "seconds": 0.0}
+    stopped = False
 
-    torch.manual_seed(conf.seed)  # same initial weights everywhere (rank 0's are broadcast anyway)
+    epochs = bar(range(state["epoch"], conf.epochs), progress and rank == 0, desc="train", unit="epoch",
+                 initial=state["epoch"], total=conf.epochs)
+    for epoch in epochs:
+        if state["bad_epochs"] >= conf.patience or stopped:
+            break
+        epoch_start = time.perf_counter()
+        train_loss = _train_epoch(hvd, model, shard, steps, conf, epoch, loss_fn, optimizer, scheduler, device)
+        ndcg, hr = validate(hvd, model, valid, config.n_items, name=f"valid.{epoch}")
+        _record_epoch(state, model, epoch, train_loss, ndcg, hr, time.perf_counter() - epoch_start, rank == 0)
+        if on_epoch is not None:  # rank 0 asks, every rank obeys
+            stopped = bool(hvd.broadcast_object(on_epoch(epoch + 1, ndcg) if rank == 0 else None, root_rank=0,
+                                                name=f"on_epoch.{epoch}"))
+        if rank == 0:
+            _save_checkpoint(checkpoint_dir, model, optimizer, scheduler, state)
+            _log_epoch(epochs, conf, state["history"][-1])
+    epochs.close()
+
+    return {
+        "rank": rank, "size": size, "device": str(device), "rows": len(shard), "rows_read": shard.rows_read,
+        "valid_users": len(valid), "steps_per_epoch": steps, "history": state["history"], "best": state["best"],
+        "resumed_from": resumed_from, "stopped": stopped, "checksum": parameter_checksum(model),
+        "init_checksum": init_checksum, "seconds": time.perf_counter() - start,
+        "state_dict": state["best_state"] if rank == 0 else None,
+    }
+
+
+def _item_counts(hvd, shard, config: ModelConfig) -> torch.Tensor:
+    """Training popularity over every rank's rows: the sampled loss's proposal for negatives."""
+    local = torch.from_numpy(np.bincount(shard.targets.ravel(), minlength=config.n_items + 1))
+    return hvd.allreduce(local, op=hvd.Sum, name="item_counts")
+
+
+def _initial_model(hvd, config: ModelConfig, seed: int, shard, text: np.ndarray | None,
+                   init_state: dict | None) -> SequenceEncoder:
+    """The same initial weights on every rank (seeded; rank 0's are broadcast anyway), or the warm start's. A
+    text-aware model gets the item text; items seen in any rank's training windows keep their ID embedding, the
+    rest are text only."""
+    torch.manual_seed(seed)
     model = build_model(config)
     if init_state is not None:
         model.load_state_dict(init_state)
-    if config.text_dim:  # items seen in any rank's training windows keep their ID embedding; the rest are text only
+    if config.text_dim:
         seen = torch.from_numpy(np.bincount(np.concatenate([shard.inputs.ravel(), shard.targets.ravel()]),
                                             minlength=config.n_items + 1)[: config.n_items + 1])
         seen = hvd.allreduce(seen, op=hvd.Sum, name="items_seen")
@@ -97,80 +143,63 @@ def _train(hvd, train_urls: list[str], valid_urls: list[str], config: ModelConfi
         if text is None:
             raise ValueError("a text-aware model needs the item text embeddings")
         model.set_item_text(torch.as_tensor(text, dtype=torch.float32), seen > 0)
-    model = model.to(device)
-    hvd.broadcast_parameters(model.state_dict(), root_rank=0)
-    init_checksum = parameter_checksum(model)
-    optimizer = hvd.DistributedOptimizer(torch.optim.AdamW(model.parameters(), lr=conf.lr,
-                                                           weight_decay=conf.weight_decay),
-                                         named_parameters=model.named_parameters())
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(conf, steps))
-    state = {"epoch": 0, "history": [], "best": None, "best_state": None, "bad_epochs": 0, "seconds": 0.0}
-    resumed_from = 0
-    if conf.resume:  # rank 0 reads the checkpoint, every rank loads the same one
-        saved = hvd.broadcast_object(_load_checkpoint(checkpoint_dir) if rank == 0 else None, root_rank=0,
-                                     name="checkpoint")  # the default name is the object's type: None != dict
-        if saved is not None:
-            model.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
-            scheduler.load_state_dict(saved["scheduler"])
-            state = saved["state"]
-            resumed_from = state["epoch"]
-    done = state["bad_epochs"] >= conf.patience
-    stopped = False
+    return model
 
-    epochs = bar(range(state["epoch"], conf.epochs), progress and rank == 0, desc="train", unit="epoch",
-                 initial=state["epoch"], total=conf.epochs)
-    for epoch in epochs:
-        if done:
-            break
-        epoch_start = time.perf_counter()
-        torch.manual_seed(_epoch_seed(conf.seed, epoch, rank))
-        model.train()
-        total = 0.0
-        for inputs, targets in epoch_batches(shard, steps, conf.batch_size, conf.seed, epoch, rank,
-                                                 conf.length_buckets):
-            hidden, y = model.training_pairs(inputs.to(device), targets.to(device))
-            loss = loss_fn(hidden, model.item_vectors(), y, model.excluded_from_training())
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total += loss.item()
-        train_loss = float(hvd.allreduce(torch.tensor(total / steps), op=hvd.Average, name=f"loss.{epoch}"))
-        ndcg, hr = validate(hvd, model, valid, config.n_items, name=f"valid.{epoch}")
 
-        state["seconds"] += time.perf_counter() - epoch_start
-        state["epoch"] = epoch + 1
-        state["history"].append({"epoch": epoch + 1, "train_loss": train_loss, "valid_ndcg_10": ndcg,
-                                 "valid_hr_10": hr, "seconds": state["seconds"]})
-        if state["best"] is None or ndcg > state["best"]["valid_ndcg_10"]:
-            state["best"], state["bad_epochs"] = dict(state["history"][-1]), 0
-            if rank == 0:
-                state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        else:
-            state["bad_epochs"] += 1
-        if on_epoch is not None:
-            stopped = bool(hvd.broadcast_object(on_epoch(epoch + 1, ndcg) if rank == 0 else None, root_rank=0,
-                                                name=f"on_epoch.{epoch}"))
-        done = state["bad_epochs"] >= conf.patience or stopped
-        if rank == 0:
-            _save_checkpoint(checkpoint_dir, model, optimizer, scheduler, state)
-            epochs.set_postfix(loss=f"{train_loss:.4f}", ndcg10=f"{ndcg:.4f}", refresh=False)
-            epochs.write(f"[train] epoch {epoch + 1}/{conf.epochs}: loss {train_loss:.4f}, valid ndcg@10 {ndcg:.4f} "
-                         f"hr@10 {hr:.4f}, {state['seconds']:.0f}s; checkpoint {epoch + 1} saved", file=sys.stdout)
-            sys.stdout.flush()  # a rank's stdout is a pipe: the line reaches the job log now, not at exit
+def _resume(hvd, checkpoint_dir: Path, model, optimizer, scheduler) -> dict | None:
+    """Rank 0 reads the checkpoint, every rank loads the same one; its training state, or None without one."""
+    saved = hvd.broadcast_object(_load_checkpoint(checkpoint_dir) if hvd.rank() == 0 else None, root_rank=0,
+                                 name="checkpoint")  # the default name is the object's type: None != dict
+    if saved is None:
+        return None
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    return saved["state"]
 
-    epochs.close()
-    report = {
-        "rank": rank, "size": size, "device": str(device), "rows": len(shard), "rows_read": shard.rows_read,
-        "valid_users": len(valid), "steps_per_epoch": steps, "history": state["history"], "best": state["best"],
-        "resumed_from": resumed_from, "stopped": stopped, "checksum": parameter_checksum(model),
-        "init_checksum": init_checksum,
-        "seconds": time.perf_counter() - start, "state_dict": None,
-    }
-    if rank == 0:
-        report["state_dict"] = state["best_state"]
-    return report
+
+def _train_epoch(hvd, model, shard, steps: int, conf: TrainConf, epoch: int, loss_fn, optimizer, scheduler,
+                 device: torch.device) -> float:
+    """One epoch of optimizer steps; the mean training loss over every rank. The RNG and the batch order are
+    functions of (seed, epoch, rank), so a resumed run replays this epoch exactly."""
+    rank = hvd.rank()
+    torch.manual_seed(_epoch_seed(conf.seed, epoch, rank))
+    model.train()
+    total = 0.0
+    for inputs, targets in epoch_batches(shard, steps, conf.batch_size, conf.seed, epoch, rank, conf.length_buckets):
+        hidden, y = model.training_pairs(inputs.to(device), targets.to(device))
+        loss = loss_fn(hidden, model.item_vectors(), y, model.excluded_from_training())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total += loss.item()
+    return float(hvd.allreduce(torch.tensor(total / steps), op=hvd.Average, name=f"loss.{epoch}"))
+
+
+def _record_epoch(state: dict, model, epoch: int, train_loss: float, ndcg: float, hr: float, seconds: float,
+                  keep_best: bool) -> None:
+    """The epoch into the history; a better validation NDCG@10 becomes the best (its weights kept where
+    keep_best: rank 0), otherwise one more epoch without improvement (early stopping's count)."""
+    state["seconds"] += seconds
+    state["epoch"] = epoch + 1
+    state["history"].append({"epoch": epoch + 1, "train_loss": train_loss, "valid_ndcg_10": ndcg,
+                             "valid_hr_10": hr, "seconds": state["seconds"]})
+    if state["best"] is None or ndcg > state["best"]["valid_ndcg_10"]:
+        state["best"], state["bad_epochs"] = dict(state["history"][-1]), 0
+        if keep_best:
+            state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    else:
+        state["bad_epochs"] += 1
+
+
+def _log_epoch(epochs, conf: TrainConf, row: dict) -> None:
+    """Rank 0's line per epoch (and the bar's postfix)."""
+    epochs.set_postfix(loss=f"{row['train_loss']:.4f}", ndcg10=f"{row['valid_ndcg_10']:.4f}", refresh=False)
+    epochs.write(f"[train] epoch {row['epoch']}/{conf.epochs}: loss {row['train_loss']:.4f}, valid ndcg@10 "
+                 f"{row['valid_ndcg_10']:.4f} hr@10 {row['valid_hr_10']:.4f}, {row['seconds']:.0f}s; checkpoint "
+                 f"{row['epoch']} saved", file=sys.stdout)
+    sys.stdout.flush()  # a rank's stdout is a pipe: the line reaches the job log now, not at exit
 
 
 def validate(hvd, model: SequenceEncoder, valid: ValidShard, n_items: int, name: str) -> tuple[float, float]:

@@ -1,0 +1,44 @@
+"""The one top-k rule: ties go to the lower column, a short list ends in NO_ITEM, never an excluded item."""
+import pytest
+import torch
+
+from lakerec.models.topk import NO_ITEM, top_k
+
+INF = float("-inf")
+
+
+def test_best_first_and_ties_to_the_lower_column():
+    scores = torch.tensor([[0.1, 0.5, 0.5, 0.9, 0.5],
+                           [2.0, 2.0, 2.0, 2.0, 2.0]])
+    values, items = top_k(scores, 3)
+    assert items.tolist() == [[3, 1, 2], [0, 1, 2]]  # row 0: 0.9, then the lowest two of the three 0.5s
+    assert values.tolist() == [[pytest.approx(0.9), 0.5, 0.5], [2.0, 2.0, 2.0]]
+
+
+def test_the_tie_rule_holds_whatever_the_column_order():
+    # many ties at the cut in a wide row: torch.topk alone picks whichever its kernel meets first
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 4, (64, 500), generator=generator).float()
+    values, items = top_k(scores, 50)
+    expected = torch.stack([torch.tensor(sorted(range(500), key=lambda c: (-row[c].item(), c))[:50]) for row in scores])
+    assert torch.equal(items, expected)
+    assert torch.equal(values, scores.gather(1, expected))
+
+
+def test_a_short_list_ends_in_no_item_and_never_lists_an_excluded_item():
+    scores = torch.tensor([[INF, 0.3, INF, 0.7],
+                           [INF, INF, INF, INF]])
+    values, items = top_k(scores, 3)
+    assert items.tolist() == [[3, 1, NO_ITEM], [NO_ITEM] * 3]
+    assert values[0, :2].tolist() == [pytest.approx(0.7), pytest.approx(0.3)] and values[0, 2] == INF
+
+
+def test_k_beyond_the_columns_gives_every_column_and_k_zero_none():
+    values, items = top_k(torch.tensor([[1.0, 3.0]]), 10)
+    assert items.tolist() == [[1, 0]] and values.shape == (1, 2)
+    assert top_k(torch.tensor([[1.0, 3.0]]), 0)[1].shape == (1, 0)
+
+
+def test_nan_scores_are_an_error_not_a_random_list():
+    with pytest.raises(ValueError, match="NaN"):
+        top_k(torch.tensor([[1.0, float("nan")]]), 1)
