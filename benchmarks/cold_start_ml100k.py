@@ -62,7 +62,8 @@ def main() -> int:
     from lakerec.data.sequences import item_ids_in_order
     from lakerec.evaluate import itemage
     from lakerec.evaluate.baselines import new_items_popularity_scorer, popularity_scorer, release_dates
-    from lakerec.evaluate.coldstart import coldstart_table, log_comparison, text_scorer, wide
+    from lakerec.evaluate.coldstart import (coldstart_table, comparison_artifacts, comparison_metrics, text_scorer,
+                                            wide)
     from lakerec.evaluate.metrics import EVAL_COLUMNS, model_scores, split_data, split_popularity
     from lakerec.lake import Lake
     from lakerec.models.registry import load_model
@@ -156,7 +157,8 @@ def main() -> int:
                            "seed": cfg.sequences.holdout.seed, "encoder": cfg.text.encoder,
                            "new_items_window_days": cfg.evaluate.new_items_window_days,
                            "age_prior_weight": cfg.evaluate.age_prior_weight})
-        log_comparison(tables)
+        mlflow.log_metrics(comparison_metrics(tables))
+        tracking.log_artifacts(comparison_artifacts(tables))
     pd.set_option("display.width", 200)
     print(f"\n{time.perf_counter() - start:.0f} s; lake {lake_root}; MLflow run 'cold_start' in {cfg.tracking_uri}")
     for protocol, table in tables.items():
