@@ -1,5 +1,7 @@
 """Baselines: co-occurrence by hand, each one fitted only before the split, each beating random scores on data
 with planted structure (skewed popularity inside item clusters), ALS tuned on valid with real Spark."""
+import datetime
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -116,3 +118,34 @@ def test_an_empty_als_grid_is_a_clear_error(spark):
     seqs, n = planted(n_users=20)
     with pytest.raises(ValueError, match="ALS grid is empty"):
         B.tune_als(spark, seqs, n, [], [10])
+
+
+def test_new_items_popularity_ranks_recent_releases_first_by_count_then_newest():
+    # cut 2020-01-31, window 30 days: items 3, 4, 5 are new (released 2020-01-02..31), item 6 is released after
+    # the cut, item 1 long ago, item 2 has no date at all; counts before the test split: 1 x5, 2 x4, 3 x2, 6 x1,
+    # 4 and 5 none (only test targets, as a held-out item)
+    data = sequences_of([[1, 1, 2, 3, 4], [1, 2, 3, 2, 5], [1, 2, 1, 6, 4]])
+    day = lambda s: np.datetime64(s, "D")
+    released = np.array(["NaT", "2001-01-01", "NaT", "2020-01-02", "2020-01-31", "2020-01-20", "2020-02-05"],
+                        dtype="datetime64[D]")
+    scorer = B.new_items_popularity_scorer(data, 6, released, day("2020-01-31"), window_days=30)
+    order = scorer(torch.zeros(2, 3, dtype=torch.long))[0].argsort(descending=True).tolist()
+    # 3 (2 events) before 4 and 5 (no event before the test targets: newest first), then the rest by popularity
+    assert order[:3] == [3, 4, 5]
+    assert order[3:] == [1, 2, 6, 0]
+    # five days later: item 3 has left the window, item 6 (one event) is released and leads
+    later = B.new_items_popularity_scorer(data, 6, released, day("2020-02-05"), window_days=30)
+    assert later(torch.zeros(1, 3, dtype=torch.long))[0].argsort(descending=True).tolist()[:5] == [6, 4, 5, 1, 2]
+    with pytest.raises(ValueError):
+        B.new_items_popularity_scorer(data, 6, released[:3], day("2020-01-31"), window_days=30)
+
+
+def test_release_dates_prefer_published_then_first_event(spark):
+    items = spark.createDataFrame([("a", datetime.date(1999, 5, 1)), ("b", None), ("c", None)],
+                                  f"{T.ITEM_ID} string, {T.PUBLISHED} date")
+    events = spark.createDataFrame([("a", datetime.datetime(2020, 1, 5, 10)), ("b", datetime.datetime(2020, 3, 9, 8)),
+                                    ("b", datetime.datetime(2020, 2, 1, 23)), ("d", datetime.datetime(2021, 1, 1))],
+                                   f"{T.ITEM_ID} string, {T.TS} timestamp")
+    out = B.release_dates(items, events, ["a", "b", "c", "d", "e"])
+    assert out.dtype == np.dtype("datetime64[D]") and len(out) == 6
+    assert [str(d) for d in out] == ["NaT", "1999-05-01", "2020-02-01", "NaT", "2021-01-01", "NaT"]

@@ -2,6 +2,8 @@
 the split's target (history[:-2] for valid, history[:-1] for test), so none sees the item it must rank.
 
 - popularity_scorer: interactions per item, the same list for everyone;
+- new_items_popularity_scorer: the same, with the items released within a window before the cut ranked first
+  (a "new releases" shelf: the baseline a production team tries first for cold items);
 - cooccurrence_scorer: item-item cosine over users' histories (a sparse matrix, never a dense items x items),
   summed over the items of the user's input with a recency decay tuned on the valid split (tune_cooccurrence);
 - als_scorer: Spark MLlib ALS with implicit feedback (user factors x item factors), tuned by `tune_als` on the
@@ -17,7 +19,10 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 from pyspark.ml.recommendation import ALS
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lakerec import tables as T
 
 from lakerec.evaluate.metrics import ScoreFn, evaluate_all, overall, split_data, split_popularity, user_aware
 from lakerec.models.sasrec import PAD
@@ -28,6 +33,35 @@ POP, COOC, ALS_NAME = "pop", "cooc", "als"  # model names in the evaluation tabl
 def popularity_scorer(sequences: pd.DataFrame, n_items: int, split: str = "test") -> ScoreFn:
     """Most popular: the item counts before the split, the same scores for every user."""
     flat = torch.as_tensor(split_popularity(split_data(sequences, split), n_items), dtype=torch.float32)
+    return lambda inputs: flat.expand(len(inputs), -1)
+
+
+def release_dates(items: DataFrame, events: DataFrame, item_ids: list[str]) -> np.ndarray:
+    """[n_items + 1] datetime64[D] by item_idx (item_ids[i] is item_idx i + 1): silver.items.published where
+    present, else the day of the item's first event in `events`; NaT for padding and items with neither."""
+    first = events.groupBy(T.ITEM_ID).agg(F.to_date(F.min(T.TS)).alias("_first"))
+    dated = (items.select(F.col(T.ITEM_ID).cast("string"), F.col(T.PUBLISHED))
+             .join(first.select(F.col(T.ITEM_ID).cast("string"), "_first"), T.ITEM_ID, "full")
+             .select(T.ITEM_ID, F.coalesce(T.PUBLISHED, "_first").alias("_day")).toPandas())
+    by_id = dict(zip(dated[T.ITEM_ID], pd.to_datetime(dated["_day"]).to_numpy().astype("datetime64[D]")))
+    return np.array([np.datetime64("NaT")] + [by_id.get(str(i), np.datetime64("NaT")) for i in item_ids],
+                    dtype="datetime64[D]")
+
+
+def new_items_popularity_scorer(sequences: pd.DataFrame, n_items: int, released: np.ndarray, cut: np.datetime64,
+                                window_days: int, split: str = "test") -> ScoreFn:
+    """Recent popularity among new items: the items released in (cut - window_days, cut] first, most interactions
+    before the split first, newest release first on ties (a held-out item has none); then every other item by
+    popularity. released: release_dates; cut: the day the list is made for (no item released after it counts)."""
+    if len(released) != n_items + 1:
+        raise ValueError(f"released has {len(released)} entries, expected n_items + 1 = {n_items + 1}")
+    counts = split_popularity(split_data(sequences, split), n_items).astype(np.float64)
+    age = (np.datetime64(cut, "D") - released).astype(np.int64).astype(np.float64)  # days
+    new = ~np.isnat(released) & (age >= 0) & (age < window_days)
+    recency = np.where(new, 1.0 - age / window_days, 0.0)  # in (0, 1]: newest highest
+    scores = np.where(new, counts.max() + 2.0 + counts + recency, counts)
+    scores[PAD] = 0.0
+    flat = torch.as_tensor(scores, dtype=torch.float32)
     return lambda inputs: flat.expand(len(inputs), -1)
 
 

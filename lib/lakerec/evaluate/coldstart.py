@@ -53,7 +53,8 @@ def coldstart_table(sequences: pd.DataFrame, n_items: int, scorers: Mapping[str,
              ALL: np.ones(len(labels), bool)}
     rows = []
     for model, fn in scorers.items():
-        ranks, _ = score_users(fn, data.inputs, data.targets, data.excluded, n_items, batch_size)
+        users = data.users if getattr(fn, "needs_users", False) else None  # user-aware scorers get the ids
+        ranks, _ = score_users(fn, data.inputs, data.targets, data.excluded, n_items, batch_size, users)
         for name in SLICES:
             mask = torch.as_tensor(masks[name])
             metrics = {"users": float(mask.sum())}
