@@ -19,6 +19,7 @@ from lakerec.etl.rawfiles import BadInputFiles
 from lakerec.lake import Lake
 from tests.conftest import CONF_DIR, REPO
 from tests.etl.conftest import etl_cfg, run_job
+from tests.lake.readers import check_readable, plain_read
 
 
 def _event(i, **kw):
@@ -61,6 +62,9 @@ def test_a_truncated_gzip_is_rejected_alone_and_its_good_copy_lands_next_run(tmp
     # the same damaged files again: reported again, recorded once
     again = run_job(jobs.ingest, cfg, spark)
     assert again.metrics["files_rejected"] == 2 and lake.read(T.BRONZE_REJECTED_FILES).count() == 2
+    counts = check_readable(lake, [T.BRONZE_REJECTED_FILES])  # deltalake agrees with Spark, in and out of process
+    assert plain_read(lake, [T.BRONZE_REJECTED_FILES]) == {T.BRONZE_REJECTED_FILES: [2, 2]} and counts == {
+        T.BRONZE_REJECTED_FILES: 2}
     # a good copy replaces b: the next run takes it in (it was never marked as ingested)
     (drops / "b.jsonl.gz").write_bytes(gzip.compress(_lines(day_b)))
     (drops / "c.jsonl.gz").unlink()

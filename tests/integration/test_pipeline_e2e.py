@@ -71,7 +71,10 @@ def test_every_table_reads_with_plain_deltalake_and_spark(pipeline_run, spark):
     lake = Lake(str(root), spark)
     tables = lake_tables(root)
     named = {v for k, v in vars(T).items() if k.isupper() and str(v).split(".")[0] in ("bronze", "silver", "gold")}
-    assert named <= set(tables)  # every table of lakerec.tables was written by the pipeline
+    # every table of lakerec.tables was written by the pipeline, but the two a clean first run has no cause to
+    # write: bronze.rejected_files (read the same ways in tests/etl/test_ingest_files.py) and silver.warm_windows
+    # (written by a refresh: tests/integration/test_refresh.py)
+    assert named - {T.BRONZE_REJECTED_FILES, T.SILVER_WARM_WINDOWS} <= set(tables)
     counts = check_readable(lake, tables)
     assert plain_read(lake, tables) == {t: [n, n] for t, n in counts.items()}
 
