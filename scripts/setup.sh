@@ -33,8 +33,10 @@ if [ -f "$venv/.lakerec-stamp" ] && grep -qx "$stamp" "$venv/.lakerec-stamp" \
 fi
 
 [ -x "$venv/bin/python" ] || { say "creating $venv"; "$py" -m venv "$venv" || die "venv creation failed (apt-get install python3-venv?)"; }
-# pip -q still prints a warning per missing local index folder on some machines: keep real errors only
-quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
+# Quiet unless something fails: each step's output (pip's and the build backends' warnings) goes to a log that
+# is printed, last 60 lines, only when the step fails.
+log=$(mktemp); trap 'rm -f "$log"' EXIT
+quiet() { "$@" >"$log" 2>&1 || { tail -60 "$log" >&2; die "failed: $*"; }; }
 pip=(quiet "$venv/bin/python" -m pip install -q --disable-pip-version-check)
 "${pip[@]}" --upgrade pip "setuptools>=77" wheel
 say "installing the pinned stack (requirements.txt)"
@@ -48,7 +50,7 @@ if ! "$venv/bin/python" -c 'import horovod.torch' 2>/dev/null; then
     command -v g++ >/dev/null || die "g++ not found: horovod compiles from source (apt-get install g++)"
     command -v cmake >/dev/null || die "cmake not found: horovod compiles from source (apt-get install cmake)"
     say "building horovod $horovod_version with Gloo (about 3 minutes, once; cached in $cache/wheels)"
-    tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+    tmp=$(mktemp -d); trap 'rm -rf "$tmp" "$log"' EXIT
     quiet "$venv/bin/python" -m pip download -q --no-deps --no-binary :all: "horovod==$horovod_version" -d "$tmp"
     tar -xzf "$tmp"/horovod-$horovod_version.tar.gz -C "$tmp"
     src="$tmp/horovod-$horovod_version"

@@ -67,12 +67,19 @@ class JsonFormatter(logging.Formatter):
 
 def configure(conf: LogConf, stream: IO[str] | None = None) -> logging.Handler:
     """One stderr handler on the root logger (replacing the one an earlier call installed): lakerec at INFO
-    (DEBUG when verbose), every other library at WARNING (py4j and horovod flood the output otherwise)."""
+    (DEBUG when verbose), every other library at WARNING (py4j and horovod flood the output otherwise).
+
+    On a terminal (text format, not verbose) the handler shows warnings and errors only: a person there reads the
+    stage lines and the summary on stdout, which say what the INFO records say. Files, schedulers and log
+    shippers (not a terminal, or json) get every INFO record, stamped with the run ids."""
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
         root.removeHandler(old)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    stream = stream or sys.stderr
+    handler = logging.StreamHandler(stream)
     handler.set_name(_HANDLER_NAME)
+    if conf.format == "text" and not conf.verbose and is_terminal(stream):
+        handler.setLevel(logging.WARNING)
     handler.addFilter(ContextFilter())
     handler.setFormatter(JsonFormatter() if conf.format == "json" else logging.Formatter(TEXT_FORMAT))
     root.addHandler(handler)
@@ -99,8 +106,27 @@ def progress_enabled(conf: LogConf, stream: IO[str] | None = None) -> bool:
     is verbose, so scheduler and CI logs get no carriage-return noise."""
     if conf.progress != "auto":
         return conf.progress == "always"
-    stream = stream or sys.stderr
-    return conf.verbose or bool(getattr(stream, "isatty", lambda: False)())
+    return conf.verbose or is_terminal(stream or sys.stderr)
+
+
+def is_terminal(stream: IO[str]) -> bool:
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+# A file gets a bar's redraws as lines, this many seconds apart for Spark's stage bar (tqdm's epoch bar redraws
+# once an epoch)
+FILE_REDRAW_SECONDS = 10
+
+
+def redraws_as_lines(segment: str, stream: IO[str]) -> str:
+    """What to write to `stream` for one segment of a progress-drawing output, a segment being the text up to and
+    including a "\r" or "\n" (how Horovod and `lakerec.spark` pass output on). A terminal gets it unchanged; a
+    file (`log.progress: always`) gets each redraw ("...\r") as a line of its own and no blank clearing redraws,
+    so a log holds periodic lines, not carriage-return bars interleaved on one line."""
+    if not segment.endswith("\r") or is_terminal(stream):
+        return segment
+    text = segment.strip("\r").rstrip()
+    return text + "\n" if text.strip() else ""
 
 
 def bar(iterable: Iterable[T], enabled: bool, stream: IO[str] | None = None, **tqdm_kwargs) -> "tqdm[T]":

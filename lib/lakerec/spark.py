@@ -1,13 +1,25 @@
 """The only place a SparkSession is built."""
 from __future__ import annotations
 
+import codecs
 import os
+import re
+import subprocess
 import sys
+import threading
+from pathlib import Path
 
+from pyspark import SparkConf, SparkContext
+from pyspark.java_gateway import launch_gateway
 from pyspark.sql import SparkSession
 
 from lakerec import logs
 from lakerec.config import Config
+
+LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
+# Lines the JVM itself prints, which no log level reaches: Spark's launcher always adds the jdk.incubator.vector
+# module, and the JVM announces it on stderr before any logger exists.
+JVM_NOTICES = ("WARNING: Using incubator modules",)
 
 
 def get_spark(cfg: Config) -> SparkSession:
@@ -27,24 +39,56 @@ def get_spark(cfg: Config) -> SparkSession:
     # PySpark reads (docs/reference/environment.md), only where the user set nothing.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    builder = SparkSession.builder.appName(cfg.spark.app_name)
-    if cfg.spark.master:
-        builder = builder.master(cfg.spark.master)
     settings = {
+        "spark.app.name": cfg.spark.app_name,
+        **({"spark.master": cfg.spark.master} if cfg.spark.master else {}),
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": str(cfg.spark.shuffle_partitions),
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": str(logs.progress_enabled(cfg.log)).lower(),
-        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
+        **({} if logs.is_terminal(sys.stderr) else  # a file gets a line per redraw: not five a second
+           {"spark.ui.consoleProgress.update.interval": str(logs.FILE_REDRAW_SECONDS * 1000)}),
+        "spark.driver.extraJavaOptions": f"-Duser.timezone=UTC -Dlog4j.configurationFile={LOG4J_CONFIG.as_uri()} "
+                                         f"-Dlakerec.spark.level={logs.spark_log_level(cfg.log)}",
         "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
         # no _SUCCESS marker files inside Delta table folders
         "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
         "spark.sql.warehouse.dir": os.path.join(os.path.abspath(cfg.lake.root), "_spark-warehouse"),
         **cfg.spark.extra,
     }
-    for k, v in settings.items():
-        builder = builder.config(k, v)
-    spark = builder.getOrCreate()
+    conf = SparkConf().setAll(list(settings.items()))
+    _start_driver(conf)
+    spark = SparkSession.builder.config(conf=conf).getOrCreate()
     spark.sparkContext.setLogLevel(logs.spark_log_level(cfg.log))
     return spark
+
+
+def _start_driver(conf: SparkConf) -> None:
+    """Start the driver JVM with its stderr passed through `_forward`, which drops `JVM_NOTICES` and passes
+    everything else on, so a run's first screen holds lakerec's lines. Where a JVM already runs (one this process
+    started before) nothing happens; under spark-submit pyspark's launcher connects to its gateway (no process of
+    ours, nothing to forward)."""
+    if SparkContext._gateway is not None:
+        return
+    gateway = launch_gateway(conf, popen_kwargs={"stderr": subprocess.PIPE})
+    if gateway.proc is not None:
+        threading.Thread(target=_forward, args=(gateway.proc.stderr.fileno(),), name="jvm-stderr",
+                         daemon=True).start()
+    SparkContext(conf=conf, gateway=gateway)
+
+
+def _forward(fd: int) -> None:
+    """Copy the JVM's stderr to ours as it comes, a segment (up to a "\\n", or a "\\r" of Spark's redrawn stage bar)
+    at a time, except the JVM's notices; a file gets the bar's redraws as lines (`logs.redraws_as_lines`). Ends when
+    the JVM exits."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    pending = ""
+    while chunk := os.read(fd, 65536):
+        *segments, pending = re.split(r"(?<=[\r\n])", pending + decoder.decode(chunk))
+        out = "".join(logs.redraws_as_lines(s, sys.stderr) for s in segments if not s.startswith(JVM_NOTICES))
+        if out:
+            sys.stderr.write(out)
+            sys.stderr.flush()
+    if pending and not pending.startswith(JVM_NOTICES):
+        sys.stderr.write(pending)

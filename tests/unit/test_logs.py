@@ -132,3 +132,76 @@ def test_spark_console_progress_reaches_a_pipe_only_when_forced(tmp_path, progre
     assert proc.returncode == 0, stderr[-3000:]
     assert setting == f"showConsoleProgress={str(drawn).lower()}", stderr[-2000:]
     assert ("[Stage " in stderr) == drawn, stderr[-2000:]
+    # a pipe is a file: the bar's redraws arrive as lines (every FILE_REDRAW_SECONDS), no carriage returns
+    assert "\r" not in stderr, stderr[-2000:]
+    assert any(line.startswith("[Stage ") for line in stderr.splitlines()) == drawn, stderr[-2000:]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("conf, info_shown", [(LogConf(), False), (LogConf(verbose=True), True),
+                                              (LogConf(format="json"), True)])
+def test_a_terminal_gets_warnings_only_unless_verbose_or_json(restore_logging, conf, info_shown):
+    """On a terminal the stage lines and the summary (stdout) say what the INFO records say: showing both
+    printed every stage line twice. Files and log shippers keep every record."""
+    for stream, shown in [(_Terminal(), info_shown), (io.StringIO(), True)]:
+        logs.configure(conf, stream)
+        logging.getLogger("lakerec.test").info("stage x started")
+        logging.getLogger("lakerec.test").warning("a warning")
+        assert ("stage x started" in stream.getvalue()) == shown, (conf, type(stream))
+        assert "a warning" in stream.getvalue()
+
+
+def test_rank_output_drops_horovods_line_prefix(capsys):
+    from lakerec.train.runner import RankOutput
+
+    out, err = RankOutput("stdout"), RankOutput("stderr")
+    out.write("[0]<stdout>:[train] epoch 1/2: loss 1.0\n")
+    out.write("[12]<stdout>:a line with [1]<stdout>: inside\n")
+    err.write("[1]<stderr>:\rtrain:  50%|#####     | 1/2\r")
+    out.flush()
+    captured = capsys.readouterr()
+    assert captured.out == "[train] epoch 1/2: loss 1.0\na line with [1]<stdout>: inside\n"
+    assert captured.err == "train:  50%|#####     | 1/2\n"  # pytest's capture is a file: the redraw is a line
+
+
+@pytest.mark.parametrize("segment, terminal, expected", [
+    ("train:  50%|#####     | 1/2\r", True, "train:  50%|#####     | 1/2\r"),
+    ("train:  50%|#####     | 1/2   \r", False, "train:  50%|#####     | 1/2\n"),
+    ("\r", False, ""), ("          \r", False, ""),  # a clearing redraw leaves nothing in a file
+    ("[train] epoch 1/2\n", False, "[train] epoch 1/2\n"), ("[train] epoch 1/2\n", True, "[train] epoch 1/2\n"),
+])
+def test_a_file_gets_progress_redraws_as_lines(segment, terminal, expected):
+    stream = _Terminal() if terminal else io.StringIO()
+    assert logs.redraws_as_lines(segment, stream) == expected
+
+
+_JVM_START = textwrap.dedent("""
+    import sys
+    from lakerec.config import load_config
+    from lakerec.spark import get_spark
+    spark = get_spark(load_config("test", sys.argv[1:], conf_dir={conf!r}))
+    spark.sparkContext._jvm.java.lang.System.err.println("a line the JVM writes to stderr")
+    spark.range(3).count()
+    spark.stop()
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("verbose", [False, True])
+def test_the_driver_jvm_starts_without_notices_and_its_stderr_still_reaches_ours(tmp_path, verbose):
+    """A fresh driver JVM: no start-up chatter (the JVM's incubator notice, Spark's default-profile lines,
+    the loopback-hostname WARN unless --verbose), while what the JVM does write to stderr still arrives."""
+    env = {k: v for k, v in os.environ.items() if k != "LAKEREC_SPARK_LOG_LEVEL"}
+    out = subprocess.run([sys.executable, "-c", _JVM_START.format(conf=str(CONF_DIR)), f"lake.root={tmp_path}",
+                          f"log.verbose={verbose}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "a line the JVM writes to stderr" in out.stderr
+    for notice in ("Using incubator modules", "Using Spark's default log4j profile", "Setting default log level",
+                   "To adjust logging level"):
+        assert notice not in out.stderr, out.stderr
+    if not verbose:
+        assert " WARN " not in out.stderr, out.stderr

@@ -18,7 +18,6 @@ import copy
 import hashlib
 import math
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -194,12 +193,13 @@ def _record_epoch(state: dict, model, epoch: int, train_loss: float, ndcg: float
 
 
 def _log_epoch(epochs, conf: TrainConf, row: dict) -> None:
-    """Rank 0's line per epoch (and the bar's postfix)."""
-    epochs.set_postfix(loss=f"{row['train_loss']:.4f}", ndcg10=f"{row['valid_ndcg_10']:.4f}", refresh=False)
-    epochs.write(f"[train] epoch {row['epoch']}/{conf.epochs}: loss {row['train_loss']:.4f}, valid ndcg@10 "
-                 f"{row['valid_ndcg_10']:.4f} hr@10 {row['valid_hr_10']:.4f}, {row['seconds']:.0f}s; checkpoint "
-                 f"{row['epoch']} saved", file=sys.stdout)
-    sys.stdout.flush()  # a rank's stdout is a pipe: the line reaches the job log now, not at exit
+    """Rank 0's epoch: on the bar's postfix where a bar is drawn (a terminal), else a line (a file's log)."""
+    if not epochs.disable:
+        epochs.set_postfix(loss=f"{row['train_loss']:.4f}", ndcg10=f"{row['valid_ndcg_10']:.4f}", refresh=False)
+        return
+    print(f"[train] epoch {row['epoch']}/{conf.epochs}: loss {row['train_loss']:.4f}, valid ndcg@10 "
+          f"{row['valid_ndcg_10']:.4f} hr@10 {row['valid_hr_10']:.4f}, {row['seconds']:.0f}s; checkpoint "
+          f"{row['epoch']} saved", flush=True)  # a rank's stdout is a pipe: the line reaches the log now
 
 
 def validate(hvd, model: SequenceEncoder, valid: ValidShard, n_items: int, name: str) -> tuple[float, float]:
