@@ -101,7 +101,7 @@ def run(ctx: StageContext) -> StageResult:
 
     result = train_distributed(ctx.spark, train_urls, inputs.valid_urls, config, tc, str(checkpoints), text,
                                progress=progress_enabled(cfg.log), exclude_types=cfg.score.exclude_event_types,
-                               init_state=init_state, fail_rank=cfg.drill.fail_rank, rank_prefix=cfg.log.verbose)
+                               init_state=init_state, fail_rank=cfg.drill.fail_rank)
     for row in result.history:  # the per-epoch curves, logged from the driver once the ranks are done
         mlflow.log_metrics({k: row[k] for k in ("train_loss", "valid_ndcg_10", "valid_hr_10")}, step=row["epoch"])
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,6 +20,9 @@ LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
 # Lines the JVM itself prints, which no log level reaches: Spark's launcher always adds the jdk.incubator.vector
 # module, and the JVM announces it on stderr before any logger exists.
 JVM_NOTICES = ("WARNING: Using incubator modules",)
+# Horovod puts `[rank]<stdout>:` before each segment of a rank's output, which (locally) reaches the JVM's stderr;
+# without it rank 0's epoch lines and bar read as the job's own. log.verbose keeps it.
+RANK_PREFIX = re.compile(r"^\[\d+\]<std(?:out|err)>:")
 
 
 def get_spark(cfg: Config) -> SparkSession:
@@ -58,37 +61,42 @@ def get_spark(cfg: Config) -> SparkSession:
         **cfg.spark.extra,
     }
     conf = SparkConf().setAll(list(settings.items()))
-    _start_driver(conf)
+    _start_driver(conf, keep_rank_prefix=cfg.log.verbose)
     spark = SparkSession.builder.config(conf=conf).getOrCreate()
     spark.sparkContext.setLogLevel(logs.spark_log_level(cfg.log))
     return spark
 
 
-def _start_driver(conf: SparkConf) -> None:
-    """Start the driver JVM with its stderr passed through `_forward`, which drops `JVM_NOTICES` and passes
-    everything else on, so a run's first screen holds lakerec's lines. Where a JVM already runs (one this process
-    started before) nothing happens; under spark-submit pyspark's launcher connects to its gateway (no process of
-    ours, nothing to forward)."""
+def _start_driver(conf: SparkConf, keep_rank_prefix: bool) -> None:
+    """Start the driver JVM with its stderr passed through `_forward`, which drops `JVM_NOTICES` (and Horovod's
+    `RANK_PREFIX` unless keep_rank_prefix) and passes everything else on, so a run's first screen holds lakerec's
+    lines. Where a JVM already runs (one this process started before) nothing happens; under spark-submit pyspark's
+    launcher connects to its gateway (no process of ours, nothing to forward)."""
     if SparkContext._gateway is not None:
         return
     gateway = launch_gateway(conf, popen_kwargs={"stderr": subprocess.PIPE})
     if gateway.proc is not None:
-        threading.Thread(target=_forward, args=(gateway.proc.stderr.fileno(),), name="jvm-stderr",
+        threading.Thread(target=_forward, args=(gateway.proc.stderr.fileno(), keep_rank_prefix), name="jvm-stderr",
                          daemon=True).start()
     SparkContext(conf=conf, gateway=gateway)
 
 
-def _forward(fd: int) -> None:
-    """Copy the JVM's stderr to ours as it comes, a segment (up to a "\\n", or a "\\r" of Spark's redrawn stage bar)
-    at a time, except the JVM's notices; a file gets the bar's redraws as lines (`logs.redraws_as_lines`). Ends when
-    the JVM exits."""
+def _forward(fd: int, keep_rank_prefix: bool = False) -> None:
+    """Copy the JVM's stderr to ours as it comes, a segment (up to a "\\n", or a "\\r" of a redrawn bar) at a
+    time, except the JVM's notices and (unless keep_rank_prefix) Horovod's rank prefix; a file gets the bars'
+    redraws as lines (`logs.redraws_as_lines`). Ends when the JVM exits."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     pending = ""
     while chunk := os.read(fd, 65536):
         *segments, pending = re.split(r"(?<=[\r\n])", pending + decoder.decode(chunk))
-        out = "".join(logs.redraws_as_lines(s, sys.stderr) for s in segments if not s.startswith(JVM_NOTICES))
-        if out:
-            sys.stderr.write(out)
-            sys.stderr.flush()
-    if pending and not pending.startswith(JVM_NOTICES):
-        sys.stderr.write(pending)
+        _write_segments(segments, keep_rank_prefix)
+    _write_segments([pending] if pending else [], keep_rank_prefix)
+
+
+def _write_segments(segments: list[str], keep_rank_prefix: bool) -> None:
+    kept = (s if keep_rank_prefix else RANK_PREFIX.sub("", s, count=1)
+            for s in segments if not s.startswith(JVM_NOTICES))
+    out = "".join(logs.redraws_as_lines(s, sys.stderr) for s in kept)
+    if out:
+        sys.stderr.write(out)
+        sys.stderr.flush()

@@ -155,17 +155,31 @@ def test_a_terminal_gets_warnings_only_unless_verbose_or_json(restore_logging, c
         assert "a warning" in stream.getvalue()
 
 
-def test_rank_output_drops_horovods_line_prefix(capsys):
-    from lakerec.train.runner import RankOutput
+@pytest.mark.parametrize("keep", [False, True])
+def test_the_jvm_stderr_forwarder_drops_horovods_rank_prefix_across_chunks(capsys, keep):
+    """A rank's output reaches the driver through the JVM's stderr, a prefix per segment, in reads that need not
+    end at a segment's end; log.verbose keeps the prefix."""
+    from lakerec.spark import _forward
 
-    out, err = RankOutput("stdout"), RankOutput("stderr")
-    out.write("[0]<stdout>:[train] epoch 1/2: loss 1.0\n")
-    out.write("[12]<stdout>:a line with [1]<stdout>: inside\n")
-    err.write("[1]<stderr>:\rtrain:  50%|#####     | 1/2\r")
-    out.flush()
-    captured = capsys.readouterr()
-    assert captured.out == "[train] epoch 1/2: loss 1.0\na line with [1]<stdout>: inside\n"
-    assert captured.err == "train:  50%|#####     | 1/2\n"  # pytest's capture is a file: the redraw is a line
+    read, write = os.pipe()
+    forwarder = threading.Thread(target=_forward, args=(read, keep))
+    forwarder.start()
+    for chunk in ("[0]<stdout>:[train] epoch 1/2: loss 1.0\n[0]<stdout>:[train] epoch 2/2: lo",
+                  "ss 0.9\n[12]<stdout>:a line with [1]<stdout>: inside\n",
+                  "WARNING: Using incubator modules: jdk.incubator.vector\n",
+                  "[1]<stderr>:train:  50%|#####     | 1/2\r[1]<stderr>:     \r[0]<stdout>:no line end"):
+        os.write(write, chunk.encode())
+    os.close(write)
+    forwarder.join(timeout=10)
+    os.close(read)
+    err = capsys.readouterr().err  # pytest's capture is a file: the bar's redraw is a line, the clearing one gone
+    if keep:
+        assert err == ("[0]<stdout>:[train] epoch 1/2: loss 1.0\n[0]<stdout>:[train] epoch 2/2: loss 0.9\n"
+                       "[12]<stdout>:a line with [1]<stdout>: inside\n[1]<stderr>:train:  50%|#####     | 1/2\n"
+                       "[1]<stderr>:\n[0]<stdout>:no line end")
+    else:
+        assert err == ("[train] epoch 1/2: loss 1.0\n[train] epoch 2/2: loss 0.9\na line with [1]<stdout>: inside\n"
+                       "train:  50%|#####     | 1/2\nno line end")
 
 
 @pytest.mark.parametrize("segment, terminal, expected", [
@@ -185,6 +199,7 @@ _JVM_START = textwrap.dedent("""
     from lakerec.spark import get_spark
     spark = get_spark(load_config("test", sys.argv[1:], conf_dir={conf!r}))
     spark.sparkContext._jvm.java.lang.System.err.println("a line the JVM writes to stderr")
+    spark.sparkContext._jvm.java.lang.System.err.println("[1]<stdout>:a rank's line")
     spark.range(3).count()
     spark.stop()
 """)
@@ -200,6 +215,7 @@ def test_the_driver_jvm_starts_without_notices_and_its_stderr_still_reaches_ours
                           f"log.verbose={verbose}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "a line the JVM writes to stderr" in out.stderr
+    assert ("[1]<stdout>:a rank's line" in out.stderr) == verbose and "a rank's line" in out.stderr
     for notice in ("Using incubator modules", "Using Spark's default log4j profile", "Setting default log level",
                    "To adjust logging level"):
         assert notice not in out.stderr, out.stderr

@@ -12,7 +12,9 @@ naming the one command that moves them (check_renamed) rather than a second regi
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import tempfile
 from importlib import resources
 from pathlib import Path
@@ -25,6 +27,7 @@ import torch
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
+from mlflow.utils import logging_utils
 
 from lakerec import tables as T
 from lakerec.tracking import PIPELINE_RUN_TAG
@@ -37,11 +40,25 @@ LEGACY_ARTIFACT_DIR = "sasrec"  # its name in versions logged before the rename
 LEGACY_NAME = "lakerec-sasrec"  # the default mlflow.registered_model before the rename
 WEIGHTS, CONFIG, ITEM_INDEX = "weights.pt", "config.json", "item_index.parquet"
 ENTRY = "pyfunc_entry.py"  # read through importlib.resources: under spark-submit --py-files it sits inside a zip
+log = logging.getLogger(__name__)
 PREDICT_COLUMN = "item_ids"  # predict: a column of item-id lists in, a column of top-k item-id lists out
 
 
 class RegistryError(LookupError):
     """No model version matches what was asked for."""
+
+
+@contextlib.contextmanager
+def _without_mlflow_prints():
+    """MLflow prints "Successfully registered model ..." and "Created version ..." to stderr (its eprint, not a
+    logger, so no level silences them); the train stage's own line names the version. MLflow's logger records
+    still reach lakerec's handler."""
+    stream = logging_utils.MLFLOW_LOGGING_STREAM
+    enabled, stream.enabled = stream.enabled, False
+    try:
+        yield
+    finally:
+        stream.enabled = enabled
 
 
 def log_model(model: SequenceEncoder, item_ids: Sequence[str], registered_model: str, tags: dict[str, Any] | None = None,
@@ -67,13 +84,15 @@ def log_model(model: SequenceEncoder, item_ids: Sequence[str], registered_model:
                       T.ITEM_ID: [str(i) for i in item_ids]}).to_parquet(folder / ITEM_INDEX, index=False)
         entry = Path(tmp, ENTRY)
         entry.write_text(resources.files("lakerec.models").joinpath(ENTRY).read_text())
-        info = mlflow.pyfunc.log_model(
-            name="model", python_model=str(entry), artifacts={ARTIFACT_DIR: str(folder)},
-            registered_model_name=registered_model, signature=signature, input_example=example,
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}",
-                              f"pandas=={pd.__version__}", "pyarrow"],
-        )
+        with _without_mlflow_prints():
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=str(entry), artifacts={ARTIFACT_DIR: str(folder)},
+                registered_model_name=registered_model, signature=signature, input_example=example,
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}",
+                                  f"pandas=={pd.__version__}", "pyarrow"],
+            )
     version = str(info.registered_model_version)
+    log.info("registered %s version %s (run %s)", registered_model, version, run.info.run_id)
     client = MlflowClient()
     for key, value in (tags or {}).items():
         client.set_model_version_tag(registered_model, version, key, str(value))

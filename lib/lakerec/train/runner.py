@@ -9,8 +9,6 @@ A rank that raises fails the Spark job, and the driver turns that into a Trainin
 from __future__ import annotations
 
 import os
-import re
-import sys
 from dataclasses import dataclass
 from typing import Callable
 
@@ -19,7 +17,6 @@ import numpy as np
 import torch
 from pyspark.sql import SparkSession
 
-from lakerec import logs
 from lakerec.config import TrainConf
 from lakerec.models.base import ModelConfig
 from lakerec.train.loop import train_rank
@@ -43,8 +40,7 @@ def train_distributed(spark: SparkSession, train_urls: list[str], valid_urls: li
                       conf: TrainConf, checkpoint_dir: str, text: np.ndarray | None = None,
                       progress: bool = False, exclude_types: list[str] | None = None,
                       on_epoch: Callable[[int, float], bool] | None = None,
-                      init_state: dict | None = None, fail_rank: int | None = None,
-                      rank_prefix: bool = False) -> TrainResult:
+                      init_state: dict | None = None, fail_rank: int | None = None) -> TrainResult:
     """Train on `conf.ranks` ranks reading the snapshot files; verify the ranks ended identical.
 
     text: the item text embeddings a text-aware model needs ([n_items + 1, text_dim], shipped to every rank).
@@ -52,7 +48,10 @@ def train_distributed(spark: SparkSession, train_urls: list[str], valid_urls: li
     a cluster). exclude_types: score.exclude_event_types, the serving rule validation ranks under. on_epoch: runs
     on rank 0 after each epoch's validation, (epoch, NDCG@10) -> stop?; it is pickled to the rank. init_state: a
     warm start's initial weights (every rank loads them). fail_rank: drill.fail_rank (that rank fails on purpose).
-    rank_prefix: keep Horovod's `[rank]<stdout>:` in front of each line of the ranks' output (log.verbose)."""
+
+    The ranks' output is left to Horovod's default: it reaches the Spark worker's stderr, which locally is the
+    driver JVM's, which `lakerec.spark` forwards as it comes. (Horovod's stdout=/stderr= streams deliver it in 64 KiB
+    chunks, an epoch line minutes late.)"""
     _check_slots(spark, conf.ranks)
     timeout = str(conf.timeout_s)  # a collective some rank never joins is a stall: shut down instead of waiting
     # the ranks' environment (Horovod reads its timeouts there): this process's, plus the timeouts
@@ -63,7 +62,6 @@ def train_distributed(spark: SparkSession, train_urls: list[str], valid_urls: li
             train_rank, args=(train_urls, valid_urls, model_config.to_dict(), conf, checkpoint_dir, text, progress,
                               exclude_types, on_epoch, init_state, fail_rank),
             num_proc=conf.ranks, use_gloo=True, start_timeout=conf.timeout_s, env=env, verbose=0,
-            **({} if rank_prefix else {"stdout": RankOutput("stdout"), "stderr": RankOutput("stderr")}),
         )
     except Exception as e:  # horovod names the first rank that failed; its traceback is in the job's stderr
         raise TrainingError(f"training on {conf.ranks} Horovod rank(s) failed (the rank's traceback is in the "
@@ -76,24 +74,6 @@ def train_distributed(spark: SparkSession, train_urls: list[str], valid_urls: li
                        resumed_from=lead["resumed_from"], stopped=lead["stopped"],
                        ranks=[{k: v for k, v in r.items() if k not in ("state_dict", "history", "best")}
                               for r in reports])
-
-
-class RankOutput:
-    """Where horovod.spark.run writes the ranks' stdout or stderr: Horovod puts `[rank]<stdout>:` in front of
-    every line (and every bar redraw) it forwards; this drops it, so rank 0's epoch lines and bar read as the
-    driver's own, and turns the bar's redraws into lines where the driver writes to a file. The stream is looked up at each write (a test or notebook may have replaced sys.stdout)."""
-
-    PREFIX = re.compile(r"^\[\d+\]<std(?:out|err)>:")
-
-    def __init__(self, name: str):
-        self.name = name  # "stdout" | "stderr"
-
-    def write(self, text: str) -> int:
-        stream = getattr(sys, self.name)
-        return stream.write(logs.redraws_as_lines(self.PREFIX.sub("", text, count=1), stream))
-
-    def flush(self) -> None:
-        getattr(sys, self.name).flush()
 
 
 def _first_lines(error: Exception, n: int = 4) -> str:
