@@ -293,11 +293,15 @@ class _Scorer:
         """[B, K] fp32 scores of the given candidate columns, each a chain of fused multiply-adds in dimension
         order: every product exact in float64, each sum rounded once to fp32 (float64 then fp32 rounds twice only
         on an exact fp32 midpoint, about 2^-29 of sums)."""
-        products = self.candidate_rows[columns].double() * user_vectors.double().unsqueeze(1)  # [B, K, d], exact
-        total = torch.zeros(columns.shape, dtype=torch.float32)
-        for i in range(products.shape[2]):
-            total = (total.double() + products[:, :, i]).float()
-        return total
+        # [d, B, K], exact: a contiguous slice per dimension, added in place (2.5x a strided loop)
+        products = user_vectors.double().T.unsqueeze(2) * self.candidate_rows[columns].double().permute(2, 0, 1)
+        total = torch.zeros(columns.shape, dtype=torch.float64)
+        rounded = torch.zeros(columns.shape, dtype=torch.float32)
+        for term in products:
+            total.add_(term)
+            rounded.copy_(total)  # round to fp32 ...
+            total.copy_(rounded)  # ... and carry on from the rounded sum, as an fp32 accumulator would
+        return rounded
 
     def _popular(self, users: np.ndarray, inputs: torch.Tensor, excludes: np.ndarray, top_n: int) -> pd.DataFrame:
         scores = self.fallback.expand(len(users), -1).clone()
