@@ -19,8 +19,8 @@ from lakerec.context import StageContext, StageResult
 from lakerec.data.sequences import order_keys
 from lakerec.etl.silver import published_versions
 from lakerec.models.registry import load_model, resolve_version
-from lakerec.score.batch import (Candidates, ScoringInputError, candidate_items, check_events, popularity, score_users,
-                                 stamp, text_only_items, user_states)
+from lakerec.score.batch import (Candidates, ScoreCounters, ScoringInputError, candidate_items, check_events,
+                                 popularity, score_users, stamp, text_only_items, user_states)
 from lakerec.text.embeddings import load_item_embeddings
 
 OPTIONS = [
@@ -70,7 +70,8 @@ def run(ctx: StageContext) -> StageResult:
         if n_cold == n_users:
             raise ScoringInputError(f"none of the {n_users} users has an item the model knows: model {name}/{version} "
                                     "and silver.events disagree on item ids (another catalog, or ids cased differently)")
-        topn = stamp(score_users(ctx.spark, users, model, item_ids, candidates, conf, text_only),
+        counters = ScoreCounters.create(ctx.spark) if conf.precision == "bf16" else None
+        topn = stamp(score_users(ctx.spark, users, model, item_ids, candidates, conf, text_only, counters=counters),
                      name, version, ctx.run_id, lake.reads[T.SILVER_EVENTS])
         written = lake.write(T.GOLD_TOPN, topn, mode="overwrite", metadata=made_of)
     finally:
@@ -78,9 +79,11 @@ def run(ctx: StageContext) -> StageResult:
         events.unpersist()
     vacuumed = lake.vacuum(T.GOLD_TOPN, conf.retention_hours)
     rows = lake.read(T.GOLD_TOPN, written).count()
+    precision = {} if counters is None else {"users_bf16_shortlist": counters.shortlisted.value,
+                                             "users_fp32_fallback": counters.fallback.value}
     return StageResult(metrics={"users_scored": n_users, "users_cold": n_cold, "rows": rows,
                                 "candidates": int(candidates.item_idx.size), "candidates_text_only": len(new_items),
-                                "files_vacuumed": len(vacuumed)})
+                                "files_vacuumed": len(vacuumed), **precision})
 
 
 def settings_key(cfg) -> str:

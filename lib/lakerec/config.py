@@ -385,12 +385,21 @@ class ScoreConf(_Strict):
     candidates: CandidatesConf = CandidatesConf()
     fallback_days: int = Field(30, ge=1)  # cold users get what most users touched in these last days of silver
     retention_hours: int = Field(168, ge=0)  # gold.topn files older versions need are vacuumed after this
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: a bf16 shortlist, re-ranked exactly (lakerec.score.batch)
+    shortlist: int | None = Field(None, ge=1)  # bf16 candidates re-ranked per user; None: 4 x top_n
 
     @model_validator(mode="after")
     def _one_model_reference(self) -> "ScoreConf":
         if self.model_version is not None and self.model_alias is not None:
             raise ValueError("give score.model_version or score.model_alias, not both")
+        if self.shortlist is not None and self.shortlist < self.top_n:
+            raise ValueError(f"score.shortlist ({self.shortlist}) must be at least score.top_n ({self.top_n})")
         return self
+
+    @property
+    def shortlist_size(self) -> int:
+        """Candidates a bf16 pass keeps per user for the exact re-rank: score.shortlist, else 4 x top_n."""
+        return self.shortlist if self.shortlist is not None else 4 * self.top_n
 
 
 class TuneConf(_Strict):

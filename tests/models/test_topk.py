@@ -42,3 +42,33 @@ def test_k_beyond_the_columns_gives_every_column_and_k_zero_none():
 def test_nan_scores_are_an_error_not_a_random_list():
     with pytest.raises(ValueError, match="NaN"):
         top_k(torch.tensor([[1.0, float("nan")]]), 1)
+
+
+def _by_the_rule(row: torch.Tensor, k: int) -> list[int]:
+    """The rule, written out: best score first, ties to the lower column; -inf columns become NO_ITEM."""
+    ranked = sorted(range(len(row)), key=lambda c: (-row[c].item(), c))[:k]
+    return [c if row[c] != INF else NO_ITEM for c in ranked]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_rows_with_and_without_ties_at_the_cut_follow_the_rule_in_one_batch(dtype):
+    """The fast path (no tie at the cut) and the column-order pass (a tie, or a short list) agree with the rule."""
+    generator = torch.Generator().manual_seed(1)
+    distinct = torch.randn(40, 300, generator=generator)
+    coarse = torch.randint(0, 6, (40, 300), generator=generator).float()  # ties everywhere, at the cut too
+    short = torch.where(torch.rand(40, 300, generator=generator) < 0.98, INF, distinct)  # about 6 eligible
+    scores = torch.cat([distinct, coarse, short]).to(dtype)
+    for k in (1, 7, 299, 300, 400):
+        values, items = top_k(scores, k)
+        assert items.tolist() == [_by_the_rule(row, k) for row in scores], k
+        listed = items.clamp(min=0)
+        assert torch.equal(values, scores.gather(1, listed).masked_fill(items == NO_ITEM, INF))
+
+
+def test_a_nan_anywhere_in_a_wide_row_is_found():
+    scores = torch.randn(3, 5000)
+    scores[2, 4321] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        top_k(scores, 10)
+    with pytest.raises(ValueError, match="NaN"):
+        top_k(scores[:, 4320:4325], 5)  # k covers every column: no cut, still checked

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import mlflow
+import pandas as pd
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
@@ -82,6 +83,20 @@ def test_every_user_gets_n_rows_with_reasons_and_lineage(spark, lake_and_model):
     assert set(topn[T.MODEL_NAME]) == {cfg.mlflow.registered_model} and set(topn[T.MODEL_VERSION]) == {version}
     assert set(topn[T.RUN_ID]) == {result.run_id} and set(topn[T.SILVER_VERSION]) == {lake.version(T.SILVER_EVENTS)}
     assert MlflowClient().get_run(result.run_id).data.tags["lakerec.model_chosen_by"] == "latest"
+
+
+def test_bf16_precision_publishes_the_fp32_table(spark, lake_and_model):
+    """score.precision=bf16 end to end: gold.topn holds the rows fp32 scoring publishes, scores to the bit."""
+    cfg, lake, _, _ = lake_and_model
+    lineage = [T.RUN_ID, T.GENERATED_AT]
+    fp32 = _score(cfg, spark)
+    exact = lake.read(T.GOLD_TOPN).toPandas().drop(columns=lineage).sort_values([T.USER_ID, T.RANK])
+    bf16 = _score(cfg, spark, precision="bf16", shortlist=5)  # 14 allowed items a user: more than the shortlist
+    cheap = lake.read(T.GOLD_TOPN).toPandas().drop(columns=lineage).sort_values([T.USER_ID, T.RANK])
+    pd.testing.assert_frame_equal(cheap.reset_index(drop=True), exact.reset_index(drop=True))
+    assert "users_bf16_shortlist" not in fp32.metrics
+    assert bf16.metrics["users_bf16_shortlist"] > 0
+    assert bf16.metrics["users_bf16_shortlist"] + bf16.metrics["users_fp32_fallback"] == N_USERS  # the stranger: cold
 
 
 def test_model_alias_and_silver_version_are_pinned(spark, lake_and_model):

@@ -187,3 +187,14 @@ def test_the_shipped_conf_pipeline_and_space_are_found_from_any_folder(tmp_path,
     (tmp_path / "conf").mkdir()  # a folder of the user's own comes first
     (tmp_path / "conf" / "base.yaml").write_text((CONF_DIR / "base.yaml").read_text())
     assert default_conf_dir() == Path("conf")
+
+
+def test_score_shortlist_defaults_to_four_times_top_n_and_never_below_it():
+    cfg = load_config("test", ["score.precision=bf16"], conf_dir=CONF_DIR)
+    assert cfg.score.precision == "bf16" and cfg.score.shortlist is None
+    assert cfg.score.shortlist_size == 4 * cfg.score.top_n
+    assert load_config("test", ["score.shortlist=7"], conf_dir=CONF_DIR).score.shortlist_size == 7
+    with pytest.raises(ConfigError, match="score.shortlist"):
+        load_config("test", ["score.shortlist=2", "score.top_n=3"], conf_dir=CONF_DIR)
+    with pytest.raises(ConfigError, match=r"score\.precision"):
+        load_config("test", ["score.precision=int4"], conf_dir=CONF_DIR)

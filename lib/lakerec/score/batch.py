@@ -8,6 +8,12 @@ candidate matrix and keeps the top N under lakerec.models.topk's rule), `stamp` 
 Memory per task is batch_size x candidates floats plus one Arrow batch of users, never a function of the number of
 users, and nothing user-level is collected to the driver (candidates and popularity are item-level).
 
+Precision (score.precision): fp32 scores every user against every candidate in fp32. bf16 gives the same lists
+for less: `_Scorer._top_bf16` scores against bf16 candidate vectors, keeps score.shortlist candidates per user
+(excluded items masked), recomputes those in fp32 and proves, from an error bound of the bf16 product, that no
+candidate outside the shortlist can reach the fp32 top N; a user it cannot prove that for (near-ties at the cut,
+or no more allowed candidates than the shortlist) is scored in fp32. Exact by construction, not by odds.
+
 Explanations: a recommended item's reason is the history item with the largest attribution-weighted similarity to
 it, attribution[h] * <item_vector[h], item_vector[recommended]>, where attribution is the attention rollout of the
 newest position over the history (`SequenceEncoder.explain_user`): which item the user vector draws on, and which of
@@ -40,6 +46,8 @@ EXCLUDE = "exclude"  # user_states column: the model item_idx the user is not re
 AVAILABLE = "available"  # optional boolean column of a candidates table
 REASON_HISTORY, REASON_POPULAR = "history", "popular"
 HISTORY_PENALTY = 1e9  # excluded items rank below every other candidate, yet still fill N rows for a user who saw nearly all
+BF16_MIN_USERS = 8  # a smaller group is scored in fp32: nothing to save, and BLAS takes another path for tiny products
+_U = 2.0 ** -8  # bf16 unit roundoff (8 significant bits, round to nearest even)
 EVENT_COLUMNS = (T.USER_ID, T.ITEM_ID, T.EVENT_TYPE, T.TS)
 
 TOPN_SCHEMA = St.StructType([
@@ -145,11 +153,27 @@ def popularity(events: DataFrame, item_ids: list[str], days: int) -> np.ndarray:
     return out.astype(np.float32)
 
 
+@dataclass(frozen=True)
+class ScoreCounters:
+    """Spark accumulators of a bf16 run, read after the action: users with history published from a proven
+    shortlist, and those scored in fp32 instead (the proof failed, no more allowed candidates than the shortlist,
+    or a group under BF16_MIN_USERS). Cold users are neither. A retried task adds again."""
+
+    shortlisted: object
+    fallback: object
+
+    @classmethod
+    def create(cls, spark: SparkSession) -> "ScoreCounters":
+        return cls(spark.sparkContext.accumulator(0), spark.sparkContext.accumulator(0))
+
+
 def score_users(spark: SparkSession, users: DataFrame, model: SequenceEncoder, item_ids: list[str],
-                candidates: Candidates, conf: ScoreConf, text_only: np.ndarray | None = None) -> DataFrame:
+                candidates: Candidates, conf: ScoreConf, text_only: np.ndarray | None = None,
+                counters: ScoreCounters | None = None) -> DataFrame:
     """users (user_id, score_input, exclude) -> TOPN_SCHEMA rows, exactly score.top_n per user.
 
-    item_ids: the model's items, then the text-only items whose vectors `text_only` [N, d] holds, in that order."""
+    item_ids: the model's items, then the text-only items whose vectors `text_only` [N, d] holds, in that order.
+    conf.precision bf16: the same rows as fp32 (see the module's docstring); counters, if given, count its paths."""
     if candidates.item_idx.size < conf.top_n:
         raise ScoringInputError(f"{candidates.item_idx.size} candidate items, fewer than score.top_n = {conf.top_n}: "
                                 "every user must get top_n rows; widen score.candidates or lower top_n")
@@ -159,12 +183,17 @@ def score_users(spark: SparkSession, users: DataFrame, model: SequenceEncoder, i
     payload = spark.sparkContext.broadcast((model.config.to_dict(), buffer.getvalue(), list(item_ids),
                                             candidates.item_idx, candidates.popularity, text_only))
     top_n, batch_size = conf.top_n, conf.batch_size
+    shortlist = conf.shortlist_size if conf.precision == "bf16" else None
+    counted = counters or ScoreCounters(None, None)
 
     def score_partition(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         torch.set_num_threads(1)  # one core per Spark task: tasks, not threads, give the parallelism
-        scorer = _Scorer(*payload.value)
+        scorer = _Scorer(*payload.value, shortlist=shortlist)
         for pdf in batches:
             yield from scorer.score(pdf, top_n, batch_size)
+        if counted.shortlisted is not None:
+            counted.shortlisted.add(scorer.shortlisted)
+            counted.fallback.add(scorer.fallback_users)
 
     return users.select(T.USER_ID, T.SCORE_INPUT, EXCLUDE).mapInPandas(score_partition, TOPN_SCHEMA)
 
@@ -173,7 +202,7 @@ class _Scorer:
     """Lives in a Spark task: the model, the candidate matrix and the fallback, built once per partition."""
 
     def __init__(self, config: dict, weights: bytes, item_ids: list[str], candidate_idx: np.ndarray,
-                 fallback: np.ndarray, text_only: np.ndarray | None):
+                 fallback: np.ndarray, text_only: np.ndarray | None, shortlist: int | None = None):
         self.net = build_model(ModelConfig.from_dict(config))
         self.net.load_state_dict(torch.load(io.BytesIO(weights), weights_only=True))
         self.net.eval()
@@ -188,6 +217,12 @@ class _Scorer:
         self.candidate_ids = self.ids[candidate_idx]
         self.candidate_idx = torch.as_tensor(candidate_idx)
         self.fallback = torch.as_tensor(fallback, dtype=torch.float32)
+        self.shortlist = shortlist  # None: fp32 scoring
+        self.shortlisted = self.fallback_users = 0  # users each bf16 path published (ScoreCounters)
+        if shortlist is not None:
+            self.candidates_bf16 = self.candidates_t.bfloat16()  # [d, C]
+            self.candidate_rows = self.candidates_t.T.contiguous()  # [C, d]: the exact re-rank gathers rows
+            self.max_norm = float(self.candidate_rows.double().norm(dim=1).max()) if candidate_idx.size else 0.0
 
     def score(self, pdf: pd.DataFrame, top_n: int, batch_size: int) -> Iterator[pd.DataFrame]:
         """The top-N rows of one Arrow batch of users, a frame per scoring batch (memory: one batch at a time)."""
@@ -204,26 +239,89 @@ class _Scorer:
 
     def _model(self, users: np.ndarray, inputs: torch.Tensor, excludes: np.ndarray, top_n: int) -> pd.DataFrame:
         user_vectors, attribution = self.net.explain_user(inputs)
-        scores = user_vectors @ self.candidates_t
-        top = top_k(self._penalise(scores, excludes), top_n)
+        if self.shortlist is not None and len(users) >= BF16_MIN_USERS:
+            top = self._top_bf16(user_vectors, excludes, top_n)
+        else:
+            self.fallback_users += len(users) if self.shortlist is not None else 0
+            top = top_k(self._penalise(user_vectors @ self.candidates_t, excludes), top_n)
         picked = self.items[self.candidate_idx[top[1]]]  # [B, N, d]
         contribution = attribution.unsqueeze(2) * torch.einsum("bld,bnd->bln", self.items[inputs], picked)
         contribution.masked_fill_((attribution <= 0).unsqueeze(2), float("-inf"))  # padding is no reason
         reasons = torch.gather(inputs, 1, contribution.argmax(dim=1))  # [B, N] item_idx of the history
         return self._rows(users, top, self.ids[reasons.numpy()].reshape(-1), REASON_HISTORY)
 
+    def _top_bf16(self, user_vectors: torch.Tensor, excludes: np.ndarray, top_n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fp32 top N of each user, found through a bf16 shortlist; the users it cannot prove take fp32.
+
+        1. bf16 scores ŝ of every candidate (excluded items -inf); the best K = shortlist, and t, the best ŝ left out.
+        2. The K re-ranked as fp32 computes a dot product (fma per dimension, in order: MKL's sgemm does the same for
+           d <= 128, so the floats equal fp32 mode's), top N under lakerec.models.topk's rule; r_N the N-th.
+        3. Proof: |ŝ - s| <= c1|ŝ| + c2 ||u|| ||v|| for the exact s (inputs rounded to bf16, products summed in fp32,
+           the sum rounded to bf16), fp32 itself within g ||u|| ||v||. If r_N - t > c1|t| + (c2 + 3g) ||u|| max||v||,
+           every left-out item's fp32 score is below r_N: the N from the shortlist are fp32's N, ties included.
+        """
+        k, n_candidates = self.shortlist, self.candidates_t.shape[1]
+        rows, cols = self._excluded(excludes)
+        allowed = n_candidates - np.bincount(rows, minlength=len(excludes))
+        exact = torch.zeros(len(excludes), dtype=torch.bool)
+        if k < n_candidates:
+            scores = user_vectors.bfloat16() @ self.candidates_bf16
+            scores[torch.as_tensor(rows), torch.as_tensor(cols)] = float("-inf")
+            best, shortlist = torch.topk(scores, k + 1, dim=1)
+            left_out = best[:, k].double()
+            shortlist = torch.sort(shortlist[:, :k], dim=1).values  # candidate order: the tie rule's "lower column"
+            values, picked = top_k(self._fp32_dot(user_vectors, shortlist), top_n)
+            columns = shortlist.gather(1, picked)
+            d = user_vectors.shape[1]
+            g = d * 2.0 ** -24 / (1 - d * 2.0 ** -24)  # fp32 dot product of d terms, any order (Higham's gamma_d)
+            c1, c2 = _U / (1 - _U), (2 * _U + _U * _U) + g * (1 + _U) ** 2
+            reach = user_vectors.double().norm(dim=1) * self.max_norm * (1 + 1e-6) + 1e-30  # + flushed subnormals
+            margin = c1 * left_out.abs() + (c2 + 3 * g) * reach
+            exact = (values[:, -1].double() - left_out > margin) & torch.as_tensor(allowed > k)
+        if not exact.all():  # the whole group's product, so the floats are those fp32 mode computes
+            full = top_k(self._penalise(user_vectors @ self.candidates_t, excludes), top_n)
+            if not exact.any():
+                self.fallback_users += len(excludes)
+                return full
+            values = torch.where(exact.unsqueeze(1), values, full[0])
+            columns = torch.where(exact.unsqueeze(1), columns, full[1])
+        self.shortlisted += int(exact.sum())
+        self.fallback_users += int((~exact).sum())
+        return values, columns
+
+    def _fp32_dot(self, user_vectors: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+        """[B, K] fp32 scores of the given candidate columns, each a chain of fused multiply-adds in dimension
+        order: every product exact in float64, each sum rounded once to fp32 (float64 then fp32 rounds twice only
+        on an exact fp32 midpoint, about 2^-29 of sums)."""
+        # [d, B, K], exact: a contiguous slice per dimension, added in place (2.5x a strided loop)
+        products = user_vectors.double().T.unsqueeze(2) * self.candidate_rows[columns].double().permute(2, 0, 1)
+        total = torch.zeros(columns.shape, dtype=torch.float64)
+        rounded = torch.zeros(columns.shape, dtype=torch.float32)
+        for term in products:
+            total.add_(term)
+            rounded.copy_(total)  # round to fp32 ...
+            total.copy_(rounded)  # ... and carry on from the rounded sum, as an fp32 accumulator would
+        return rounded
+
     def _popular(self, users: np.ndarray, inputs: torch.Tensor, excludes: np.ndarray, top_n: int) -> pd.DataFrame:
         scores = self.fallback.expand(len(users), -1).clone()
         return self._rows(users, top_k(self._penalise(scores, excludes), top_n), None, REASON_POPULAR)
 
     def _penalise(self, scores: torch.Tensor, excludes: np.ndarray) -> torch.Tensor:
-        lengths = [len(e) for e in excludes]
-        if sum(lengths):
-            rows = np.repeat(np.arange(len(excludes)), lengths)
-            cols = self.position[np.concatenate([np.asarray(e, dtype=np.int64) for e in excludes])]
-            keep = cols >= 0  # excluded items that are not candidates anyway
-            scores[torch.as_tensor(rows[keep]), torch.as_tensor(cols[keep])] -= HISTORY_PENALTY
+        rows, cols = self._excluded(excludes)
+        if rows.size:
+            scores[torch.as_tensor(rows), torch.as_tensor(cols)] -= HISTORY_PENALTY
         return scores
+
+    def _excluded(self, excludes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row, candidate column) of each excluded item that is a candidate (lists are distinct: user_states)."""
+        lengths = [len(e) for e in excludes]
+        if not sum(lengths):
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        rows = np.repeat(np.arange(len(excludes)), lengths)
+        cols = self.position[np.concatenate([np.asarray(e, dtype=np.int64) for e in excludes])]
+        keep = cols >= 0  # excluded items that are not candidates anyway
+        return rows[keep], cols[keep]
 
     def _rows(self, users: np.ndarray, top: tuple[torch.Tensor, torch.Tensor], reasons: np.ndarray | None,
               kind: str) -> pd.DataFrame:
