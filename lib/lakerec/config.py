@@ -281,6 +281,17 @@ class BSARecConf(_Strict):
     window: int = Field(10, ge=1)  # items the causal low-pass averages (the newest included)
 
 
+class ContrastiveConf(_Strict):
+    """DuoRec-style contrastive regulariser (lakerec.train.losses.contrastive_loss): InfoNCE between two views of
+    each window's user vector, in-batch negatives, added to the main loss times `weight` (0: off, training as
+    without it). It spreads the sequence representations apart, which the sparse Amazon-style data rewards."""
+
+    weight: float = Field(0.0, ge=0)  # lambda in DuoRec; 0 = off (no extra forward pass)
+    temperature: float = Field(1.0, gt=0)  # InfoNCE temperature (DuoRec's tau; its scripts use 1.0 with dot)
+    similarity: Literal["dot", "cos"] = "dot"  # dot product (DuoRec's default) or cosine
+    positives: Literal["same_target", "dropout"] = "same_target"  # the second view: see losses.contrastive_partners
+
+
 class TrainConf(_Strict):
     model: ModelName = "sasrec"
     mask_prob: float = Field(0.2, gt=0, lt=1)
@@ -306,6 +317,7 @@ class TrainConf(_Strict):
     timeout_s: int = Field(120, ge=1)
     text: TextModelConf = TextModelConf()
     bsarec: BSARecConf = BSARecConf()
+    contrastive: ContrastiveConf = ContrastiveConf()
     init: Literal["scratch", "champion"] | int = "scratch"  # warm start: from the champion or a model version
     replay_share: float = Field(0.5, ge=0, lt=1)  # warm start: share of the training windows replayed from before
 
