@@ -5,8 +5,8 @@ the model from the same seed and rank 0's parameters are broadcast, so the ranks
 DistributedOptimizer averages gradients, so they stay identical (the checksum each rank returns lets the driver
 verify it). Each epoch: AdamW steps under a warm-up + decay schedule (on the main loss, plus train.contrastive's
 term when its weight is > 0), then validation NDCG@10 / HR@10 where every rank ranks its share of the validation
-users and the sums are allreduced, so every rank takes the same early-stopping decision. Rank 0 writes a checkpoint after every epoch (model, optimizer, scheduler, history,
-best epoch and its weights). The torch RNG (dropout, BERT4Rec masks, sampled negatives) is reseeded from
+users and the sums are allreduced, so every rank takes the same early-stopping decision. Rank 0 writes a
+checkpoint after every epoch (model, optimizer, scheduler, history, best epoch and its weights). The torch RNG (dropout, BERT4Rec masks, sampled negatives) is reseeded from
 (seed, epoch, rank) at the start of every epoch and the batch order is a function of the same triple, so a run
 resumed from the checkpoint of epoch k replays epochs k+1.. exactly as the uninterrupted run would.
 An optional `on_epoch(epoch, valid_ndcg_10) -> stop?` runs on rank 0 after each validation (a tuning trial's
