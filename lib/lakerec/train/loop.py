@@ -6,9 +6,10 @@ DistributedOptimizer averages gradients, so they stay identical (the checksum ea
 verify it). Each epoch: AdamW steps under a warm-up + decay schedule (on the main loss, plus train.contrastive's
 term when its weight is > 0), then validation NDCG@10 / HR@10 where every rank ranks its share of the validation
 users and the sums are allreduced, so every rank takes the same early-stopping decision. Rank 0 writes a
-checkpoint after every epoch (model, optimizer, scheduler, history, best epoch and its weights). The torch RNG (dropout, BERT4Rec masks, sampled negatives) is reseeded from
-(seed, epoch, rank) at the start of every epoch and the batch order is a function of the same triple, so a run
-resumed from the checkpoint of epoch k replays epochs k+1.. exactly as the uninterrupted run would.
+checkpoint after every epoch (model, optimizer, scheduler, history, best epoch and its weights). The torch RNG
+(dropout, BERT4Rec masks, sampled negatives, contrastive partners) is reseeded from (seed, epoch, rank) at the
+start of every epoch and the batch order is a function of the same triple, so a run resumed from the checkpoint
+of epoch k replays epochs k+1.. exactly as the uninterrupted run would.
 An optional `on_epoch(epoch, valid_ndcg_10) -> stop?` runs on rank 0 after each validation (a tuning trial's
 pruner, lakerec.train.tune); its answer is broadcast, so every rank stops at the same epoch.
 """
