@@ -205,3 +205,15 @@ def test_the_keys_reach_the_train_conf_and_are_checked(make_cfg):
     for bad in ("train.contrastive.weight=-0.1", "train.contrastive.temperature=0", "train.contrastive.positives=x"):
         with pytest.raises(Exception, match="contrastive"):
             make_cfg(bad)
+
+
+def test_the_run_key_holds_the_term_only_while_it_is_on(make_cfg):
+    """Off, train.contrastive is no part of the settings that key a run (checkpoints, a refresh's reuse of its
+    version): a lake trained before the key existed keeps its keys. On, its settings tell two runs apart."""
+    from jobs.train import train_settings
+
+    off = train_settings(make_cfg("train.contrastive.temperature=0.3"))
+    assert "contrastive" not in off and off == train_settings(make_cfg())
+    on = train_settings(make_cfg("train.contrastive.weight=0.1"))
+    assert on["contrastive"]["weight"] == 0.1
+    assert on != train_settings(make_cfg("train.contrastive.weight=0.1", "train.contrastive.temperature=0.3"))
