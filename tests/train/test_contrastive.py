@@ -192,7 +192,7 @@ def test_weight_zero_trains_bit_identically_to_the_loop_before_it(hvd, make_cfg,
     assert run(conf) == today
     # the other knobs do nothing while the weight is 0 (no second pass, no partner draw from the RNG) ...
     idle = make_cfg(f"train.model={name}", "train.batch_size=16", "train.contrastive.temperature=0.2",
-                    "train.contrastive.positives=dropout", "train.contrastive.similarity=cos").train
+                    "train.contrastive.positives=dropout", "train.contrastive.similarity=dot").train
     assert run(idle) == today
     # ... and a weight > 0 does train differently
     assert run(make_cfg(f"train.model={name}", "train.batch_size=16", "train.contrastive.weight=0.1").train) != today
@@ -200,7 +200,7 @@ def test_weight_zero_trains_bit_identically_to_the_loop_before_it(hvd, make_cfg,
 
 def test_the_keys_reach_the_train_conf_and_are_checked(make_cfg):
     conf = make_cfg("train.contrastive.weight=0.1", "train.contrastive.temperature=0.5").train.contrastive
-    assert (conf.weight, conf.temperature, conf.similarity, conf.positives) == (0.1, 0.5, "dot", "same_target")
+    assert (conf.weight, conf.temperature, conf.similarity, conf.positives) == (0.1, 0.5, "cos", "same_target")
     assert make_cfg().train.contrastive.weight == 0
     for bad in ("train.contrastive.weight=-0.1", "train.contrastive.temperature=0", "train.contrastive.positives=x"):
         with pytest.raises(Exception, match="contrastive"):
