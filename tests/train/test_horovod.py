@@ -1,4 +1,5 @@
 """Real Horovod ranks (Gloo) started by horovod.spark.run on the test Spark session, fed by Petastorm from the lake."""
+import math
 import time
 
 import optuna
@@ -104,6 +105,25 @@ def test_bsarec_with_item_dropout_stays_identical_on_two_ranks_and_a_pruner_stop
     model = build_model(config)
     model.load_state_dict(result.state_dict)
     assert model.encoder.layers[0].window == 4
+
+
+def test_the_contrastive_term_trains_two_ranks_that_stay_identical(spark, lake_setup, tmp_path):
+    """train.contrastive on BSARec: each rank contrasts its own batch (its own dropout, its own partner draw), the
+    gradients are allreduced with the main loss's, so the ranks still end bit-identical; and the term is really
+    on: the weights differ from the same run without it."""
+    cfg, lake = lake_setup
+    urls = petastorm_urls(lake.files(T.SILVER_TRAIN_WINDOWS))
+    conf = cfg.train.model_copy(update={"model": "bsarec", "epochs": 3, "patience": 3})
+    with_term = conf.model_copy(update={"contrastive": conf.contrastive.model_copy(update={"weight": 0.1,
+                                                                                          "temperature": 1.0})})
+    result = train_distributed(spark, urls, valid_urls(lake), model_config(cfg, "bsarec"), with_term,
+                               str(tmp_path / "on"))
+    assert len(result.ranks) == 2 and len({r["checksum"] for r in result.ranks}) == 1
+    assert all(math.isfinite(h["train_loss"]) for h in result.history) and len(result.history) == 3
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    without = train_distributed(spark, urls, valid_urls(lake), model_config(cfg, "bsarec"), conf, str(tmp_path / "off"))
+    assert len({r["checksum"] for r in without.ranks}) == 1
+    assert without.ranks[0]["checksum"] != result.ranks[0]["checksum"]
 
 
 def test_a_failing_rank_fails_the_job_fast_with_its_error(spark, lake_setup, tmp_path):

@@ -3,7 +3,8 @@
 Inputs are left-padded item_idx sequences (0 = padding) of length max_len, so the newest item always sits at the
 last position. Both models expose `user_vectors(inputs)` [B, d] and `item_vectors()` [n_items + 1, d] (row 0 is
 padding), so evaluation and scoring are one matrix product whichever model trained; and `training_pairs(inputs,
-targets)` -> (hidden [N, d], target item_idx [N]) for the positions a loss is computed on.
+targets)` -> (hidden [N, d], target item_idx [N]) for the positions a loss is computed on, and
+`training_pairs_and_users` the same plus the windows' user vectors (train.contrastive's first view).
 
 Text-aware items (`text_dim` > 0): an item's vector fuses its ID embedding with a projection of its pretrained
 text embedding (`gate`: a learned per-dimension sigmoid mix; `sum`). The text embeddings of the catalog and the
@@ -279,6 +280,13 @@ class SequenceEncoder(nn.Module):
 
     def training_pairs(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
+
+    def training_pairs_and_users(self, inputs: torch.Tensor, targets: torch.Tensor
+                                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """training_pairs plus each window's user vector [B, d] under training's dropout (the next item it predicts
+        is targets[:, -1]): the contrastive regulariser's first view. Here a pass of its own; SASRec shares one."""
+        hidden, y = self.training_pairs(inputs, targets)
+        return hidden, y, self.user_vectors(inputs)
 
 
 def first_real_column(input_ids: torch.Tensor) -> int:

@@ -27,3 +27,10 @@ class SASRec(SequenceEncoder):
         """Every non-padding target position: (hidden state there, the next item)."""
         keep = targets != PAD
         return self(inputs)[keep], targets[keep]
+
+    def training_pairs_and_users(self, inputs: torch.Tensor, targets: torch.Tensor
+                                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """training_pairs and the last position's hidden state (the user vector) from one forward pass."""
+        hidden = self(inputs)
+        keep = targets != PAD
+        return hidden[keep], targets[keep], hidden[:, -1]

@@ -3,12 +3,13 @@
 The same function runs with one rank or many (horovod.spark.run starts it on every rank). Every rank builds
 the model from the same seed and rank 0's parameters are broadcast, so the ranks start identical;
 DistributedOptimizer averages gradients, so they stay identical (the checksum each rank returns lets the driver
-verify it). Each epoch: AdamW steps under a warm-up + decay schedule, then validation NDCG@10 / HR@10 where
-every rank ranks its share of the validation users and the sums are allreduced, so every rank takes the same
-early-stopping decision. Rank 0 writes a checkpoint after every epoch (model, optimizer, scheduler, history,
-best epoch and its weights). The torch RNG (dropout, BERT4Rec masks, sampled negatives) is reseeded from
-(seed, epoch, rank) at the start of every epoch and the batch order is a function of the same triple, so a run
-resumed from the checkpoint of epoch k replays epochs k+1.. exactly as the uninterrupted run would.
+verify it). Each epoch: AdamW steps under a warm-up + decay schedule (on the main loss, plus train.contrastive's
+term when its weight is > 0), then validation NDCG@10 / HR@10 where every rank ranks its share of the validation
+users and the sums are allreduced, so every rank takes the same early-stopping decision. Rank 0 writes a
+checkpoint after every epoch (model, optimizer, scheduler, history, best epoch and its weights). The torch RNG
+(dropout, BERT4Rec masks, sampled negatives, contrastive partners) is reseeded from (seed, epoch, rank) at the
+start of every epoch and the batch order is a function of the same triple, so a run resumed from the checkpoint
+of epoch k replays epochs k+1.. exactly as the uninterrupted run would.
 An optional `on_epoch(epoch, valid_ndcg_10) -> stop?` runs on rank 0 after each validation (a tuning trial's
 pruner, lakerec.train.tune); its answer is broadcast, so every rank stops at the same epoch.
 """
@@ -25,13 +26,13 @@ from typing import Callable
 import numpy as np
 import torch
 
-from lakerec.config import TrainConf
+from lakerec.config import ContrastiveConf, TrainConf
 from lakerec.data.feed import ValidShard, epoch_batches, read_shard, read_valid_shard, steps_for
 from lakerec.evaluate.metrics import rank_users, ranking_metrics
 from lakerec.logs import bar
 from lakerec.models import build_model
-from lakerec.models.base import ModelConfig, SequenceEncoder
-from lakerec.train.losses import make_loss
+from lakerec.models.base import PAD, ModelConfig, SequenceEncoder
+from lakerec.train.losses import contrastive_loss, make_loss
 
 CHECKPOINT = "last.pt"
 VALID_K = 10
@@ -166,14 +167,33 @@ def _train_epoch(hvd, model, shard, steps: int, conf: TrainConf, epoch: int, los
     model.train()
     total = 0.0
     for inputs, targets in epoch_batches(shard, steps, conf.batch_size, conf.seed, epoch, rank, conf.length_buckets):
-        hidden, y = model.training_pairs(inputs.to(device), targets.to(device))
-        loss = loss_fn(hidden, model.item_vectors(), y, model.excluded_from_training())
+        inputs, targets = inputs.to(device), targets.to(device)
+        if conf.contrastive.weight == 0:
+            hidden, y = model.training_pairs(inputs, targets)
+            loss = loss_fn(hidden, model.item_vectors(), y, model.excluded_from_training())
+        else:
+            hidden, y, users = model.training_pairs_and_users(inputs, targets)
+            loss = loss_fn(hidden, model.item_vectors(), y, model.excluded_from_training()) \
+                + conf.contrastive.weight * contrastive_term(model, inputs, targets, users, conf.contrastive)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         scheduler.step()
         total += loss.item()
     return float(hvd.allreduce(torch.tensor(total / steps), op=hvd.Average, name=f"loss.{epoch}"))
+
+
+def contrastive_term(model: SequenceEncoder, inputs: torch.Tensor, targets: torch.Tensor, users: torch.Tensor,
+                     conf: ContrastiveConf) -> torch.Tensor:
+    """train.contrastive's InfoNCE over the batch's windows with a history and a next item: `users` (the first
+    view, from the main loss's pass) against a second pass of the same windows (other dropout noise). Each rank
+    contrasts its own batch; the gradients are allreduced with the main loss's."""
+    keep = (inputs[:, -1] != PAD) & (targets[:, -1] != PAD)
+    if int(keep.sum()) < 2:
+        return users.sum() * 0.0
+    second = model.user_vectors(inputs[keep])
+    return contrastive_loss(users[keep], second, targets[keep, -1], conf.temperature, conf.similarity,
+                            conf.positives)
 
 
 def _record_epoch(state: dict, model, epoch: int, train_loss: float, ndcg: float, hr: float, seconds: float,
