@@ -2,6 +2,7 @@
 from datetime import date, datetime, timedelta
 
 import numpy as np
+import pytest
 from pyspark.sql import functions as F
 
 from lakerec import tables as T
@@ -24,6 +25,7 @@ def events_and_items(spark):
     return events, items
 
 
+@pytest.mark.slow
 def test_random_holdout_leaks_no_cold_item_into_training(spark):
     events, items = events_and_items(spark)
     index = build_item_index(events, items)

@@ -148,6 +148,7 @@ def _run(spark, tmp_path_factory, drop):
                                                         source["event_type"], source["ts"]), (name, r)
 
 
+@pytest.mark.slow
 @settings(max_examples=24, deadline=None, suppress_health_check=list(HealthCheck))
 @given(drop=drops())
 def test_damaged_and_changing_files(spark, tmp_path_factory, drop):

@@ -180,12 +180,14 @@ def _run(spark, tmp_path_factory, files, fmt):
         _check(scan, rows, drop, 1, _jsonl_lines)
 
 
+@pytest.mark.slow
 @_settings(8)
 @given(files=st.lists(jsonl_file(), min_size=FILES_PER_DROP, max_size=FILES_PER_DROP))
 def test_jsonl_every_line_is_accounted_for(spark, tmp_path_factory, files):
     _run(spark, tmp_path_factory, files, "jsonl")
 
 
+@pytest.mark.slow
 @_settings(8)
 @given(files=st.lists(csv_file(), min_size=FILES_PER_DROP, max_size=FILES_PER_DROP))
 def test_csv_every_record_is_accounted_for(spark, tmp_path_factory, files):

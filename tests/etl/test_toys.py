@@ -37,6 +37,7 @@ def test_converter_writes_one_event_per_entry_in_order(tmp_path):
         convert(src, tmp_path / "x.csv")
 
 
+@pytest.mark.slow
 def test_every_entry_reaches_sequences_with_the_published_split(tmp_path, spark):
     src = tmp_path / "toys.txt"
     src.write_text("\n".join(LINES))

@@ -78,6 +78,7 @@ def _released_together(*argvs: list[str]) -> list[subprocess.CompletedProcess]:
     return [subprocess.CompletedProcess(c.args, c.returncode, out, err) for c, (out, err) in zip(children, done)]
 
 
+@pytest.mark.slow
 def test_two_first_runs_create_one_mlflow_store_and_both_log(tmp_path):
     root = tmp_path / "lake"
     results = _released_together(*([sys.executable, "-c", MLFLOW_CHILD, str(root), str(CONF_DIR)] for _ in range(2)))

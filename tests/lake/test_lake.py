@@ -312,6 +312,7 @@ Lake(cfg.lake.root, spark).write("silver.killed", spark.createDataFrame([(1, "a"
 """
 
 
+@pytest.mark.slow
 def test_the_next_write_removes_a_killed_writes_staging_folder_and_keeps_a_live_ones(lake, spark):
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'lib'}{os.pathsep}{REPO}"}
     killed = subprocess.run([sys.executable, "-c", KILLED_WRITER, lake.root, str(CONF_DIR)], cwd=REPO, env=env,

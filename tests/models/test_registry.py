@@ -177,6 +177,7 @@ def test_a_version_logged_before_the_rename_loads_and_serves(store, tmp_path):
                                params={"k": 1})["item_ids"][0]) == ["item-4"]
 
 
+@pytest.mark.slow
 def test_the_old_registered_name_gets_the_command_that_moves_it_and_the_command_works(store, tmp_path):
     name = store.mlflow.registered_model
     assert name != LEGACY_NAME  # the default is model-neutral now

@@ -113,6 +113,7 @@ def test_model_alias_and_silver_version_are_pinned(spark, lake_and_model):
     assert "newcomer" in set(lake.read(T.GOLD_TOPN).toPandas()[T.USER_ID])
 
 
+@pytest.mark.slow
 def test_a_concurrent_reader_sees_only_complete_versions(spark, lake_and_model):
     cfg, lake, _, _ = lake_and_model
     _score(cfg, spark)

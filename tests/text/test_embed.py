@@ -33,6 +33,7 @@ def catalog_cfg(tmp_path):
     return etl_cfg(tmp_path / "lake", f"input.items.path={folder}", "text.batch_size=2"), folder
 
 
+@pytest.mark.slow
 def test_second_run_embeds_nothing_and_a_changed_title_is_reembedded(catalog_cfg, spark):
     cfg, folder = catalog_cfg
     lake = Lake(cfg.lake.root, spark)
@@ -75,6 +76,7 @@ def test_items_removed_from_the_catalog_leave_the_table(catalog_cfg, spark):
     assert sorted(r.item_id for r in lake.read(T.SILVER_ITEM_EMBEDDINGS).collect()) == ["a", "b"]
 
 
+@pytest.mark.slow
 def test_encoder_loads_with_no_network():
     """HF_HUB_OFFLINE=1 and every proxy pointing nowhere: the packaged encoder must still load and encode."""
     code = ("from lakerec.text.encoder import encode; v = encode(['a noir thriller from 1947'], "
@@ -94,6 +96,7 @@ def test_an_encoder_that_is_no_local_folder_is_refused(catalog_cfg, spark):
         resolve("intfloat/e5-large-v2")
 
 
+@pytest.mark.slow
 def test_another_encoders_rows_neither_count_as_reused_nor_hide_a_removed_item(catalog_cfg, spark):
     """Two encoders in one table (the packaged model under its folder name is a second encoder string): a run
     of one reuses and removes only its own rows; an item gone from the catalog leaves its rows, the other

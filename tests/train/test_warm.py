@@ -34,6 +34,7 @@ def grown_config(parent, n_items: int = N_NEW) -> ModelConfig:
     return ModelConfig.from_dict({**parent.config.to_dict(), "n_items": n_items})
 
 
+@pytest.mark.slow
 def test_the_sequences_stage_keeps_old_item_ids_and_appends_new_ones(spark, make_cfg):
     with own_mlflow_store():
         cfg = make_cfg("train.ranks=1", "refresh.skip_done=true")
@@ -143,6 +144,7 @@ def test_a_missing_parent_is_an_error_naming_the_model_and_what_was_asked(make_c
             load_parent(cfg.mlflow.registered_model, 5, "champion")
 
 
+@pytest.mark.slow
 def test_new_windows_hold_a_target_the_parent_never_trained_on_and_replay_is_a_seeded_share(spark):
     conf = SequencesConf(max_len=4, min_events=3, window_stride=2)
     items = [f"i{k}" for k in range(20)]
