@@ -192,6 +192,9 @@ class EtlConf(_Strict):
     bot_max_events_per_minute: int = Field(30, ge=1)
     retry_window_seconds: int = Field(10, ge=0)
     session_gap_minutes: int = Field(30, ge=1)
+    # a re-delivered event whose clock moved it to another day is looked for this many days around the run's
+    # days, not in the whole history: a daily run's cost stays bounded by the day. null: the whole history
+    redelivery_window_days: int | None = Field(7, ge=1)
     gates: GatesConf = GatesConf()
     pseudonymise: PseudonymiseConf = PseudonymiseConf()
 

@@ -18,7 +18,7 @@ from lakerec.etl.ingest import BRONZE_EVENT_COLUMNS as INGEST_COLUMNS
 from lakerec.config import ConfigError, load_config
 from lakerec.etl.pseudonym import PseudonymKeyError, hmac_sha256, load_key, pseudonym
 from lakerec.etl.sessionize import sessionize, sessions
-from lakerec.etl.silver import SILVER_EVENT_COLUMNS
+from lakerec.etl.silver import SILVER_EVENT_COLUMNS, Plan, published_ids
 from tests.conftest import CONF_DIR
 from tests.etl.conftest import etl_cfg
 
@@ -148,6 +148,19 @@ def test_a_late_redelivery_of_a_published_event_is_a_duplicate_across_batches(sp
     assert ids(split.kept) == ["a", "x"]
     assert reasons(split) == [("a", "duplicate_across_batches"), ("r", "client_retry"), ("x", "duplicate_event_id")]
     assert split.kept.where(F.col(T.EVENT_ID) == "x").first().source_line == 2  # file order picks the survivor
+
+
+@pytest.mark.parametrize("window, expected", [(7, ["d-8", "d-7", "d+3"]), (None, ["d-30", "d-9", "d-8", "d-7", "d+3"])])
+def test_published_ids_are_looked_for_within_the_redelivery_window(spark, window, expected):
+    """A daily run's cross-batch check reads silver's ids of the days within etl.redelivery_window_days of its
+    input days (the day before a replaced day is an input day too), not the whole history; None reads it all."""
+    day = date(2026, 11, 20)
+    silver = spark.createDataFrame(
+        [(f"d{k:+d}", day + timedelta(days=k)) for k in (-30, -9, -8, -7, -1, 0, 3)],
+        f"{T.EVENT_ID} string, {T.DT} date")
+    plan = Plan(batches=("b1", "b2"), published=("b1",), new_batches=("b2",), days=(day,))
+    got = sorted(r[T.EVENT_ID] for r in published_ids(silver, plan, window).collect())
+    assert got == sorted(expected)  # d-8 is 7 days before the input day d-1, d-9 is 8; d-1 and d+0 are input days
 
 
 def test_hmac_in_spark_sql_equals_pythons_hmac(spark):

@@ -89,9 +89,15 @@ def counted(rows: DataFrame, plan: Plan, etl: EtlConf) -> DataFrame:
     return rows.where(~in_window(etl) | in_days(utc_date(F.col(T.TS)).cast("string"), plan.days))
 
 
-def published_ids(silver: DataFrame, plan: Plan) -> DataFrame:
-    """event_ids silver holds outside the input days (inside them, bronze has the same rows and dedupe decides)."""
-    return silver.where(~in_days(F.col(T.DT).cast("string"), plan.input_days)).select(T.EVENT_ID)
+def published_ids(silver: DataFrame, plan: Plan, window_days: int | None) -> DataFrame:
+    """event_ids silver holds outside the input days (inside them, bronze has the same rows and dedupe decides),
+    within window_days of them (etl.redelivery_window_days; None: every day). The window is a partition filter,
+    so a daily run reads the ids of a bounded number of days however long the history."""
+    if window_days is None:
+        return silver.where(~in_days(F.col(T.DT).cast("string"), plan.input_days)).select(T.EVENT_ID)
+    near = {d + timedelta(days=k) for d in plan.input_days for k in range(-window_days, window_days + 1)}
+    return silver.where(in_days(F.col(T.DT).cast("string"), tuple(sorted(near - set(plan.input_days))))
+                        ).select(T.EVENT_ID)
 
 
 def around(silver: DataFrame, plan: Plan) -> DataFrame:
