@@ -34,7 +34,8 @@ def run(ctx: StageContext) -> StageResult:
         return StageResult(metrics={"batches_new": 0}, skipped="no new bronze batches")
 
     rows = run_input(inputs.bronze, plan, etl)
-    out = build_silver(rows, plan, etl, key, None if silver is None else published_ids(silver, plan, etl.redelivery_window_days))
+    published = None if silver is None else published_ids(silver, plan, etl.redelivery_window_days)
+    out = build_silver(rows, plan, etl, key, published)
     marked = out.marked.persist()  # clean + dedupe once: events and drops both read it
     events = out.events.persist()
     sessions = session_rows(events, None if silver is None else around(silver, plan), plan).persist()

@@ -90,7 +90,7 @@ def _forward(fd: int, keep_rank_prefix: bool = False) -> None:
     while chunk := os.read(fd, 65536):
         *segments, pending = re.split(r"(?<=[\r\n])", pending + decoder.decode(chunk))
         _write_segments(segments, keep_rank_prefix)
-    _write_segments([pending] if pending else [], keep_rank_prefix)
+    _write_segments([pending], keep_rank_prefix)  # output that ended without a line end (an empty one writes nothing)
 
 
 def _write_segments(segments: list[str], keep_rank_prefix: bool) -> None:

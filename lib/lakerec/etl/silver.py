@@ -93,11 +93,13 @@ def published_ids(silver: DataFrame, plan: Plan, window_days: int | None) -> Dat
     """event_ids silver holds outside the input days (inside them, bronze has the same rows and dedupe decides),
     within window_days of them (etl.redelivery_window_days; None: every day). The window is a partition filter,
     so a daily run reads the ids of a bounded number of days however long the history."""
+    day = F.col(T.DT).cast("string")
     if window_days is None:
-        return silver.where(~in_days(F.col(T.DT).cast("string"), plan.input_days)).select(T.EVENT_ID)
-    near = {d + timedelta(days=k) for d in plan.input_days for k in range(-window_days, window_days + 1)}
-    return silver.where(in_days(F.col(T.DT).cast("string"), tuple(sorted(near - set(plan.input_days))))
-                        ).select(T.EVENT_ID)
+        outside = ~in_days(day, plan.input_days)
+    else:
+        near = {d + timedelta(days=k) for d in plan.input_days for k in range(-window_days, window_days + 1)}
+        outside = in_days(day, tuple(sorted(near - set(plan.input_days))))
+    return silver.where(outside).select(T.EVENT_ID)
 
 
 def around(silver: DataFrame, plan: Plan) -> DataFrame:
