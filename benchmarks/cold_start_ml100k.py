@@ -26,8 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "ml-100k"
+from movielens import DATA, REPO, source_config  # benchmarks/: the script's folder
 ID, TEXT, POP, NEW_POP, TEXT_ONLY = "id_only", "text_aware", "pop", "new_pop", "text_knn"
 BASELINES = (ID, POP, NEW_POP, TEXT_ONLY)
 
@@ -57,7 +56,6 @@ def main() -> int:
     import jobs.train
     from lakerec import tables as T
     from lakerec import tracking
-    from lakerec.config import load_config
     from lakerec.context import run_stage
     from lakerec.data.sequences import item_ids_in_order
     from lakerec.evaluate import itemage
@@ -74,10 +72,7 @@ def main() -> int:
     lake_root = Path(args.lake or tempfile.mkdtemp(prefix="lakerec-coldstart-")) / "lake"
     base = [f"lake.root={lake_root}", f"input.events.path={DATA / 'u.data'}", f"input.items.path={DATA / 'u.item'}",
             *args.overrides]
-
-    def config(*extra: str):
-        return load_config("local", [*base, *extra], [str(REPO / "conf" / "sources" / "movielens.yaml")],
-                           conf_dir=REPO / "conf")
+    config = source_config(base)
 
     cfg = config()
     spark = get_spark(cfg)

@@ -32,9 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from movielens import DATA, REPO, source_config  # benchmarks/: the script's folder
 sys.path.insert(0, str(REPO))
-DATA = REPO.parent / "shared" / "data" / "ml-100k"
 REFRESH, FULL, STALE, POP, TEXT_KNN = "refresh", "full", "stale", "pop", "text_knn"
 K = 10
 
@@ -60,7 +59,6 @@ def main() -> int:
     import jobs.train
     from lakerec import tables as T
     from lakerec import tracking
-    from lakerec.config import load_config
     from lakerec.context import run_stage
     from lakerec.data.sequences import item_ids_in_order
     from lakerec.lake import Lake
@@ -69,10 +67,7 @@ def main() -> int:
 
     lake_root = Path(args.lake or tempfile.mkdtemp(prefix="lakerec-replay-")) / "lake"
     base = [f"lake.root={lake_root}", f"input.items.path={DATA / 'u.item'}", *args.overrides]
-
-    def config(*extra: str):
-        return load_config("local", [*base, *extra], [str(REPO / "conf" / "sources" / "movielens.yaml")],
-                           conf_dir=REPO / "conf")
+    config = source_config(base)
 
     cfg = config()
     spark = get_spark(cfg)
