@@ -76,7 +76,7 @@ def main() -> int:
 
     cfg = config()
     spark = get_spark(cfg)
-    tracking.setup(cfg)
+    experiment = tracking.setup(cfg)  # the run below goes to lakerec's experiment (artifacts in the lake)
     start = time.perf_counter()
     if args.reuse_models and len(args.protocols) > 1:
         raise SystemExit("--reuse-models evaluates the lake as the earlier run left it: name one protocol, its last")
@@ -147,7 +147,7 @@ def main() -> int:
                                                                cfg.evaluate.age_prior_weight)
         tables[protocol] = coldstart_table(rows, n_items, scorers, cfg.evaluate.ks, cfg.evaluate.head_share)
 
-    with mlflow.start_run(run_name="cold_start"):
+    with mlflow.start_run(experiment_id=experiment, run_name="cold_start"):
         mlflow.log_params({"protocols": ",".join(args.protocols), "share": cfg.sequences.holdout.share,
                            "seed": cfg.sequences.holdout.seed, "encoder": cfg.text.encoder,
                            "new_items_window_days": cfg.evaluate.new_items_window_days,

@@ -5,10 +5,12 @@ import contextlib
 import os
 from datetime import datetime, timedelta
 
+import mlflow
 from pyspark.sql import SparkSession
 from pyspark.sql import types as St
 
 from lakerec import tables as T
+from lakerec import tracking
 from lakerec.lake import Lake
 
 EVENTS_SCHEMA = St.StructType([
@@ -41,6 +43,12 @@ def own_mlflow_store():
         os.environ.pop("MLFLOW_TRACKING_URI", None)
         if before is not None:
             os.environ["MLFLOW_TRACKING_URI"] = before
+
+
+def lake_run(cfg, **kwargs):
+    """An MLflow run in the config's experiment (artifacts inside its lake): a bare mlflow.start_run() goes to the
+    store's Default experiment, whose artifacts land in ./mlruns of wherever pytest runs."""
+    return mlflow.start_run(experiment_id=tracking.setup(cfg), **kwargs)
 
 
 def event_rows(histories: dict[str, list[str]], start: datetime = T0) -> list[tuple]:

@@ -8,7 +8,7 @@ from lakerec import tables as T
 from lakerec import tracking
 from lakerec.evaluate.coldstart import (coldstart_table, comparison_artifacts, comparison_metrics, text_scorer,
                                         wide)
-from tests.data.helpers import own_mlflow_store
+from tests.data.helpers import lake_run, own_mlflow_store
 
 
 def rows(histories: list[list[int]], max_len: int = 4) -> pd.DataFrame:
@@ -47,8 +47,7 @@ def test_the_comparison_is_returned_as_data_and_the_tracking_layer_logs_it(make_
     assert set(artifacts) == {"cold_start/items_table.csv", "cold_start/items_table.md",
                               "cold_start/items_ndcg_10_by_slice.png"}
     with own_mlflow_store():
-        tracking.setup(make_cfg())
-        with mlflow.start_run() as run:
+        with lake_run(make_cfg()) as run:
             tracking.log_artifacts(artifacts)
         logged = {f.path for f in mlflow.MlflowClient().list_artifacts(run.info.run_id, "cold_start")}
         csv = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/cold_start/items_table.csv")

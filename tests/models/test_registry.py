@@ -22,7 +22,7 @@ from lakerec.models.base import ModelConfig
 from lakerec.models.bert4rec import BERT4Rec
 from lakerec.models.bsarec import BSARec
 from lakerec.train.losses import full_softmax_ce
-from tests.data.helpers import own_mlflow_store
+from tests.data.helpers import lake_run, own_mlflow_store
 
 ITEMS = [f"item-{i}" for i in range(1, 13)]  # item_idx i + 1
 
@@ -53,7 +53,7 @@ def test_log_register_load_and_score_the_same(store):
     inputs = torch.tensor([[0, 0, 1, 2, 3], [4, 5, 6, 7, 8]])
     with torch.no_grad():
         before = model.user_vectors(inputs) @ model.item_vectors().T
-    with mlflow.start_run() as run:
+    with lake_run(store) as run:
         name, version, run_id = log_model(model, ITEMS, store.mlflow.registered_model,
                                           tags=lineage_tags({"silver.sequences": 4}, "pipe-1"))
     assert (name, run_id) == (store.mlflow.registered_model, run.info.run_id)
@@ -74,7 +74,7 @@ def test_log_register_load_and_score_the_same(store):
 
 def test_pyfunc_predict_returns_top_k_item_ids(store):
     model = trained_model()
-    with mlflow.start_run():
+    with lake_run(store):
         name, version, _ = log_model(model, ITEMS, store.mlflow.registered_model)
     pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
     history = ["item-1", "item-2", "item-3"]
@@ -100,9 +100,9 @@ def test_resolve_version_prefers_this_pipeline_run_then_latest(store):
     with pytest.raises(RegistryError, match="no version"):
         resolve_version(name)
     model = trained_model()
-    with mlflow.start_run():
+    with lake_run(store):
         log_model(model, ITEMS, name, tags=lineage_tags({}, "pipe-a"))
-    with mlflow.start_run():
+    with lake_run(store):
         log_model(model, ITEMS, name, tags=lineage_tags({}, "pipe-b"))
     assert resolve_version(name, pipeline_run_id="pipe-a") == ("1", "pipeline_run")
     assert resolve_version(name, pipeline_run_id="pipe-resumed") == ("2", "latest")
@@ -110,7 +110,7 @@ def test_resolve_version_prefers_this_pipeline_run_then_latest(store):
 
 
 def test_log_model_refuses_a_mismatched_item_list(store):
-    with mlflow.start_run(), pytest.raises(ValueError, match="item ids"):
+    with lake_run(store), pytest.raises(ValueError, match="item ids"):
         log_model(trained_model(), ITEMS[:-1], store.mlflow.registered_model)
     with pytest.raises(RegistryError, match="active MLflow run"):
         log_model(trained_model(), ITEMS, store.mlflow.registered_model)
@@ -123,7 +123,7 @@ def test_a_version_loads_back_as_the_model_that_trained(store, name, cls):
     model = build_model(ModelConfig(n_items=len(ITEMS), max_len=5, dim=8, layers=1, heads=2, name=name,
                                     bsarec_alpha=0.4, bsarec_window=2)).eval()
     inputs = torch.tensor([[0, 0, 1, 2, 3]])
-    with mlflow.start_run():
+    with lake_run(store):
         registered, version, _ = log_model(model, ITEMS, store.mlflow.registered_model)
     loaded, meta = load_model((registered, version))
     assert isinstance(loaded, cls) and meta["n_items"] == len(ITEMS) and loaded.config == model.config
@@ -145,7 +145,7 @@ mlflow.models.set_model(SASRecPyfunc())
 """  # the entry file versions logged before the rename carry
 
 
-def log_legacy_version(model, tmp: Path) -> str:
+def log_legacy_version(store, model, tmp: Path) -> str:
     """A version as lakerec logged it before the rename: artifact dir `sasrec`, the old entry file, registered as
     lakerec-sasrec (the files and layout of the old registry.log_model)."""
     folder = tmp / "sasrec"
@@ -157,7 +157,7 @@ def log_legacy_version(model, tmp: Path) -> str:
     (tmp / "pyfunc_entry.py").write_text(LEGACY_ENTRY)
     signature = infer_signature(pd.DataFrame({"item_ids": [ITEMS[:3]]}), pd.DataFrame({"item_ids": [ITEMS[:1]]}),
                                 params={"k": 10, "exclude_history": True})
-    with mlflow.start_run():
+    with lake_run(store):
         info = mlflow.pyfunc.log_model(name="model", python_model=str(tmp / "pyfunc_entry.py"),
                                        artifacts={"sasrec": str(folder)}, registered_model_name=LEGACY_NAME,
                                        signature=signature)
@@ -166,7 +166,7 @@ def log_legacy_version(model, tmp: Path) -> str:
 
 def test_a_version_logged_before_the_rename_loads_and_serves(store, tmp_path):
     model = trained_model()
-    version = log_legacy_version(model, tmp_path)
+    version = log_legacy_version(store, model, tmp_path)
     loaded, meta = load_model((LEGACY_NAME, version))
     inputs = torch.tensor([[0, 0, 1, 2, 3]])
     with torch.no_grad():
@@ -181,7 +181,7 @@ def test_a_version_logged_before_the_rename_loads_and_serves(store, tmp_path):
 def test_the_old_registered_name_gets_the_command_that_moves_it_and_the_command_works(store, tmp_path):
     name = store.mlflow.registered_model
     assert name != LEGACY_NAME  # the default is model-neutral now
-    version = log_legacy_version(trained_model(), tmp_path)
+    version = log_legacy_version(store, trained_model(), tmp_path)
     MlflowClient().set_registered_model_alias(LEGACY_NAME, "champion", version)
     with pytest.raises(RegistryError, match=f"{LEGACY_NAME}.* has 1") as caught:
         resolve_version(name, alias="champion")

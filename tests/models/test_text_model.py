@@ -1,17 +1,15 @@
 """Text-aware items: ID + projected text, text alone for items without ID history, carried by the registry."""
 import functools
 
-import mlflow
 import numpy as np
 import pytest
 import torch
 
-from lakerec import tracking
 from lakerec.models import build_model
 from lakerec.models.base import ModelConfig
 from lakerec.models.registry import load_model, log_model
 from lakerec.train.losses import full_softmax_ce
-from tests.data.helpers import own_mlflow_store
+from tests.data.helpers import lake_run, own_mlflow_store
 
 N_ITEMS, TEXT_DIM, MAX_LEN = 20, 16, 6
 GROUP = np.array([0] + [i % 2 for i in range(1, N_ITEMS + 1)])  # item i belongs to group i % 2 (0 = padding)
@@ -115,8 +113,7 @@ def test_registry_carries_text_embeddings_and_projection(make_cfg):
     items = [f"m{i}" for i in range(1, N_ITEMS + 1)]
     with own_mlflow_store():
         cfg = make_cfg()
-        tracking.setup(cfg)
-        with mlflow.start_run():
+        with lake_run(cfg):
             name, version, _ = log_model(model, items, cfg.mlflow.registered_model)
         loaded, meta = load_model((name, version))
     assert loaded.config.text_encoder == "test-encoder" and loaded.config.text_dim == TEXT_DIM
