@@ -153,11 +153,11 @@ def test_length_buckets_batch_similar_lengths_and_keep_the_rows():
     inputs = np.zeros((64, 8), dtype=np.int32)
     for row, n in enumerate(lengths):
         inputs[row, 8 - n:] = row + 1  # the row's id, repeated over its real positions
-    chunks = [(inputs[i:i + 16], inputs[i:i + 16].copy()) for i in range(0, 64, 16)]  # four row groups
+    chunks = [(inputs[i:i + 32], inputs[i:i + 32].copy()) for i in (0, 32)]  # two row groups, larger than the buffer
 
     def run(length_buckets):
         passes = iter([chunks, chunks])
-        return list(stream_batches(passes, 8, 8, 32, np.random.default_rng(3), length_buckets))
+        return list(stream_batches(passes, 8, 8, 20, np.random.default_rng(3), length_buckets))  # buffer < group
 
     plain, bucketed, again = run(1), run(4), run(4)
 

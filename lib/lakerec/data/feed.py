@@ -194,7 +194,7 @@ def shuffled_rows(passes: Iterable[Iterable[Rows]], buffer: int, rng: np.random.
                     bx[n:n + fill], by[n:n + fill] = x[i:i + fill], y[i:i + fill]
                     n, i = n + fill, i + fill
                     continue
-                slots = rng.choice(n, min(block, len(x) - i), replace=False)
+                slots = rng.choice(n, min(block, n, len(x) - i), replace=False)
                 yield bx[slots], by[slots]
                 bx[slots], by[slots] = x[i:i + len(slots)], y[i:i + len(slots)]
                 i += len(slots)
