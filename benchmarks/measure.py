@@ -9,10 +9,11 @@ import psutil
 
 class PeakMemory:
     """Peak resident memory (bytes), sampled in a thread: of this process and all its descendants (the Spark JVM
-    and its Python workers) together, and of the largest single Spark Python worker (what one task holds)."""
+    and its Python workers) together, and of the largest single worker: a Spark Python worker (what one task
+    holds) by default, or the processes whose command line holds one of `workers` (a Horovod rank)."""
 
-    def __init__(self, interval: float = 0.2):
-        self.interval, self.peak, self.peak_worker = interval, 0, 0
+    def __init__(self, interval: float = 0.2, workers: tuple[str, ...] = ("pyspark.daemon", "pyspark.worker")):
+        self.interval, self.workers, self.peak, self.peak_worker = interval, workers, 0, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -31,7 +32,7 @@ class PeakMemory:
             for p in [me, *me.children(recursive=True)]:
                 try:
                     rss = p.memory_info().rss
-                    if any(m in p.cmdline() for m in ("pyspark.daemon", "pyspark.worker")):
+                    if any(m in p.cmdline() for m in self.workers):
                         self.peak_worker = max(self.peak_worker, rss)
                 except psutil.NoSuchProcess:
                     continue

@@ -309,6 +309,7 @@ class TrainConf(_Strict):
     epochs: int = Field(200, ge=1)
     batch_size: int = Field(128, ge=1)
     length_buckets: int = Field(16, ge=1)
+    shuffle_buffer: int = Field(0, ge=0)  # rows per rank's shuffle buffer; 0: its whole shard
     lr: float = Field(3e-3, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     warmup_steps: int = Field(100, ge=0)

@@ -1,5 +1,6 @@
 """train.contrastive (DuoRec-style InfoNCE): a value computed by hand, the partners, which windows take part, every
 model and the text-aware path, and weight 0 training exactly as the loop did before the regulariser existed."""
+import itertools
 import math
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 from lakerec.config import ContrastiveConf
-from lakerec.data.feed import Shard, epoch_batches, steps_for
+from lakerec.data.feed import steps_for, stream_batches
 from lakerec.models import build_model
 from lakerec.models.base import ModelConfig
 from lakerec.train.losses import contrastive_loss, contrastive_partners, full_softmax_ce, info_nce
@@ -156,11 +157,19 @@ def hvd():
     hvd.shutdown()
 
 
-def todays_epoch(model, shard: Shard, steps: int, conf, optimizer, scheduler) -> None:
+def epoch_zero(inputs: torch.Tensor, targets: torch.Tensor, conf) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Epoch 0's batches of these windows as the feed draws them (one row group, a buffer that holds it)."""
+    steps = steps_for(len(inputs), conf.batch_size)
+    passes = itertools.repeat([(inputs.numpy(), targets.numpy())])
+    return list(stream_batches(passes, steps, conf.batch_size, len(inputs), np.random.default_rng([conf.seed, 0, 0]),
+                               conf.length_buckets))
+
+
+def todays_epoch(model, batches: list, conf, optimizer, scheduler) -> None:
     """The epoch loop as it was before train.contrastive (lakerec.train.loop._train_epoch at 11d9d89), epoch 0."""
     torch.manual_seed(_epoch_seed(conf.seed, 0, 0))
     model.train()
-    for inputs, targets in epoch_batches(shard, steps, conf.batch_size, conf.seed, 0, 0, conf.length_buckets):
+    for inputs, targets in batches:
         hidden, y = model.training_pairs(inputs, targets)
         loss = full_softmax_ce(hidden, model.item_vectors(), y, model.excluded_from_training())
         optimizer.zero_grad()
@@ -172,7 +181,6 @@ def todays_epoch(model, shard: Shard, steps: int, conf, optimizer, scheduler) ->
 @pytest.mark.parametrize("name", ["sasrec", "bert4rec", "bsarec"])
 def test_weight_zero_trains_bit_identically_to_the_loop_before_it(hvd, make_cfg, name):
     inputs, targets = windows(70, seed=3)
-    shard = Shard(inputs.numpy(), targets.numpy(), 70)
 
     def run(conf, reference: bool = False) -> str:
         torch.manual_seed(0)
@@ -180,14 +188,14 @@ def test_weight_zero_trains_bit_identically_to_the_loop_before_it(hvd, make_cfg,
         optimizer = torch.optim.AdamW(model.parameters(), lr=conf.lr, weight_decay=conf.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(conf, steps))
         if reference:
-            todays_epoch(model, shard, steps, conf, optimizer, scheduler)
+            todays_epoch(model, epoch_zero(inputs, targets, conf), conf, optimizer, scheduler)
         else:
-            _train_epoch(hvd, model, shard, steps, conf, 0, full_softmax_ce, optimizer, scheduler,
-                         torch.device("cpu"))
+            _train_epoch(hvd, model, epoch_zero(inputs, targets, conf), steps, conf, 0, full_softmax_ce, optimizer,
+                         scheduler, torch.device("cpu"))
         return parameter_checksum(model)
 
     conf = make_cfg(f"train.model={name}", "train.batch_size=16").train
-    steps = steps_for(len(shard), conf.batch_size)
+    steps = steps_for(len(inputs), conf.batch_size)
     today = run(conf, reference=True)
     assert run(conf) == today
     # the other knobs do nothing while the weight is 0 (no second pass, no partner draw from the RNG) ...

@@ -2,6 +2,8 @@
 import math
 import time
 
+import numpy as np
+
 import optuna
 import pytest
 import torch
@@ -10,13 +12,13 @@ from jobs import sequences as sequences_job
 from lakerec import tables as T
 from lakerec.config import load_config
 from lakerec.context import run_stage
-from lakerec.data.feed import petastorm_urls
+from lakerec.data.feed import FeedError, petastorm_urls, plan_feed
 from lakerec.data.sequences import layout_for_feed
 from lakerec.lake import Lake
 from lakerec.models import build_model
 from lakerec.models.base import ModelConfig
 from lakerec.train import tune
-from lakerec.train.runner import TrainingError, train_distributed
+from lakerec.train.runner import ITEM_TEXT, TrainingError, train_distributed
 from tests.conftest import CONF_DIR
 from tests.data.helpers import event_rows, own_mlflow_store, sequential_histories, write_silver
 
@@ -49,10 +51,11 @@ def valid_urls(lake):
 def test_two_ranks_on_uneven_shards_stay_identical_share_the_data_and_learn(spark, lake_setup, tmp_path):
     cfg, lake = lake_setup
     # three row groups over two ranks: rank 0 reads two of them, rank 1 one; the shorter rank must wrap
-    # around its shard rather than leave rank 0 waiting at an allreduce (timeout_s: a stall fails, not hangs)
+    # around its stream rather than leave rank 0 waiting at an allreduce (timeout_s: a stall fails, not hangs);
+    # each streams through a shuffle buffer of 8 rows, a fraction of its shard
     lake.write("silver.windows_uneven", layout_for_feed(lake.read(T.SILVER_TRAIN_WINDOWS), 3), mode="overwrite")
     urls = petastorm_urls(lake.files("silver.windows_uneven"))
-    conf = cfg.train.model_copy(update={"epochs": 6, "timeout_s": 30, "patience": 6})
+    conf = cfg.train.model_copy(update={"epochs": 6, "timeout_s": 30, "patience": 6, "shuffle_buffer": 8})
     result = train_distributed(spark, urls, valid_urls(lake), model_config(cfg), conf, str(tmp_path))
 
     assert [r["rank"] for r in result.ranks] == [0, 1]
@@ -61,6 +64,9 @@ def test_two_ranks_on_uneven_shards_stay_identical_share_the_data_and_learn(spar
     assert rows[0] > rows[1] > 0  # both ranks got data, unevenly ...
     assert sum(rows) == lake.read(T.SILVER_TRAIN_WINDOWS).count()  # ... and together all of it, once
     assert result.ranks[0]["steps_per_epoch"] == result.ranks[1]["steps_per_epoch"] == -(-rows[0] // 8)
+    largest = plan_feed(urls, 2).largest_row_group
+    assert all(r["shuffle_buffer"] == 8 and 8 < r["feed_peak_rows"] <= 8 + largest for r in result.ranks)
+    assert result.ranks[0]["feed_peak_rows"] < rows[0]  # rank 0 never held its whole shard
     assert sum(r["valid_users"] for r in result.ranks) == N_USERS  # validation users shared out, each once
     losses = [h["train_loss"] for h in result.history]
     assert len(losses) == 6 and losses[-1] < losses[0] * 0.8
@@ -124,6 +130,29 @@ def test_the_contrastive_term_trains_two_ranks_that_stay_identical(spark, lake_s
     without = train_distributed(spark, urls, valid_urls(lake), model_config(cfg, "bsarec"), conf, str(tmp_path / "off"))
     assert len({r["checksum"] for r in without.ranks}) == 1
     assert without.ranks[0]["checksum"] != result.ranks[0]["checksum"]
+
+
+def test_a_text_aware_model_gets_the_item_text_from_a_file_on_two_ranks(spark, lake_setup, tmp_path):
+    """The item text matrix reaches the ranks as <checkpoint_dir>/item_text.npy, not as a pickled argument."""
+    cfg, lake = lake_setup
+    text = np.random.default_rng(0).normal(size=(N_ITEMS + 1, 6)).astype(np.float32)
+    conf = cfg.train.model_copy(update={"epochs": 1})
+    config = model_config(cfg, text_dim=6, text_encoder="enc")
+    result = train_distributed(spark, petastorm_urls(lake.files(T.SILVER_TRAIN_WINDOWS)), valid_urls(lake), config,
+                               conf, str(tmp_path), text=text)
+    assert len({r["checksum"] for r in result.ranks}) == 1
+    assert np.array_equal(np.load(tmp_path / ITEM_TEXT), text)
+    assert torch.equal(result.state_dict["text_emb"][: N_ITEMS + 1], torch.from_numpy(text))
+
+
+def test_a_shuffle_buffer_larger_than_a_shard_fails_before_any_rank_starts(spark, lake_setup, tmp_path):
+    cfg, lake = lake_setup
+    urls = petastorm_urls(lake.files(T.SILVER_TRAIN_WINDOWS))
+    smallest = min(plan_feed(urls, 2).rows)
+    conf = cfg.train.model_copy(update={"shuffle_buffer": smallest + 1})
+    with pytest.raises(FeedError, match=f"train.shuffle_buffer={smallest + 1} rows is larger than the smallest"):
+        train_distributed(spark, urls, valid_urls(lake), model_config(cfg), conf, str(tmp_path))  # not TrainingError
+    assert not list(tmp_path.iterdir())  # no rank started: none wrote a checkpoint
 
 
 def test_a_failing_rank_fails_the_job_fast_with_its_error(spark, lake_setup, tmp_path):

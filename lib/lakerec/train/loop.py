@@ -8,8 +8,9 @@ term when its weight is > 0), then validation NDCG@10 / HR@10 where every rank r
 users and the sums are allreduced, so every rank takes the same early-stopping decision. Rank 0 writes a
 checkpoint after every epoch (model, optimizer, scheduler, history, best epoch and its weights). The torch RNG
 (dropout, BERT4Rec masks, sampled negatives, contrastive partners) is reseeded from (seed, epoch, rank) at the
-start of every epoch and the batch order is a function of the same triple, so a run resumed from the checkpoint
-of epoch k replays epochs k+1.. exactly as the uninterrupted run would.
+start of every epoch and the batch order is a function of the same triple (a fresh stream of the rank's row
+groups each epoch: lakerec.data.feed), so a run resumed from the checkpoint of epoch k replays epochs k+1.. exactly
+as the uninterrupted run would.
 An optional `on_epoch(epoch, valid_ndcg_10) -> stop?` runs on rank 0 after each validation (a tuning trial's
 pruner, lakerec.train.tune); its answer is broadcast, so every rank stops at the same epoch.
 """
@@ -21,13 +22,13 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
 
 from lakerec.config import ContrastiveConf, TrainConf
-from lakerec.data.feed import ValidShard, epoch_batches, read_shard, read_valid_shard, steps_for
+from lakerec.data.feed import StreamingFeed, ValidShard, plan_feed, read_valid_shard
 from lakerec.evaluate.metrics import rank_users, ranking_metrics
 from lakerec.logs import bar
 from lakerec.models import build_model
@@ -43,12 +44,13 @@ class RankFailure(RuntimeError):
 
 
 def train_rank(train_urls: list[str], valid_urls: list[str], model_config: dict, conf: TrainConf,
-               checkpoint_dir: str, text: np.ndarray | None = None, progress: bool = False,
+               checkpoint_dir: str, text_path: str | None = None, progress: bool = False,
                exclude_types: list[str] | None = None, on_epoch: Callable[[int, float], bool] | None = None,
                init_state: dict | None = None, fail_rank: int | None = None) -> dict:
     """Train on this rank's shard; returns its report (rank 0's also carries the best weights).
 
-    text: [n_items + 1, text_dim] item text embeddings for a text-aware model (None: ID-only). `progress`: rank 0
+    text_path: an .npy of [n_items + 1, text_dim] item text embeddings for a text-aware model (None: ID-only), a
+    file rather than an argument so a large catalog's matrix is not pickled to every rank. `progress`: rank 0
     draws a bar over the epochs on stderr (the driver decides: a rank's stderr is never a terminal).
     exclude_types: score.exclude_event_types, so validation ranks under the serving rule as evaluation does.
     on_epoch: called on rank 0 with (epoch, validation NDCG@10); True stops training on every rank.
@@ -60,6 +62,7 @@ def train_rank(train_urls: list[str], valid_urls: list[str], model_config: dict,
     try:
         if fail_rank == hvd.rank():
             raise RankFailure(f"rank {hvd.rank()} fails on purpose (drill.fail_rank)")
+        text = None if text_path is None else np.load(text_path)
         return _train(hvd, train_urls, valid_urls, ModelConfig.from_dict(model_config), conf, Path(checkpoint_dir),
                       text, progress, exclude_types, on_epoch, init_state)
     finally:
@@ -77,11 +80,14 @@ def _train(hvd, train_urls: list[str], valid_urls: list[str], config: ModelConfi
     torch.set_num_threads(conf.threads or max(1, (os.cpu_count() or 1) // hvd.local_size()))
     start = time.perf_counter()
 
-    shard = read_shard(train_urls, rank, size, config.max_len)
+    plan = plan_feed(train_urls, size, conf.shuffle_buffer)
+    feed = StreamingFeed(train_urls, rank, size, config.max_len, plan.buffer(rank, conf.shuffle_buffer))
     valid = read_valid_shard(valid_urls, rank, size, config.max_len, exclude_types)
-    steps = int(hvd.allreduce(torch.tensor(steps_for(len(shard), conf.batch_size)), op=hvd.Max, name="steps"))
-    loss_fn = make_loss(conf.loss, conf.negatives, _item_counts(hvd, shard, config) if conf.loss == "sampled" else None)
-    model = _initial_model(hvd, config, conf.seed, shard, text, init_state).to(device)
+    # every rank computes the same plan from the footers; the Max makes the agreement a collective fact
+    steps = int(hvd.allreduce(torch.tensor(plan.steps(conf.batch_size)), op=hvd.Max, name="steps"))
+    targets, seen = feed.item_counts(config.n_items) if conf.loss == "sampled" or config.text_dim else (None, None)
+    loss_fn = make_loss(conf.loss, conf.negatives, _item_counts(hvd, targets) if conf.loss == "sampled" else None)
+    model = _initial_model(hvd, config, conf.seed, seen, text, init_state).to(device)
     hvd.broadcast_parameters(model.state_dict(), root_rank=0)
     init_checksum = parameter_checksum(model)
     optimizer = hvd.DistributedOptimizer(torch.optim.AdamW(model.parameters(), lr=conf.lr,
@@ -99,7 +105,8 @@ def _train(hvd, train_urls: list[str], valid_urls: list[str], config: ModelConfi
         if state["bad_epochs"] >= conf.patience or stopped:
             break
         epoch_start = time.perf_counter()
-        train_loss = _train_epoch(hvd, model, shard, steps, conf, epoch, loss_fn, optimizer, scheduler, device)
+        batches = feed.epoch_batches(steps, conf.batch_size, conf.seed, epoch, conf.length_buckets)
+        train_loss = _train_epoch(hvd, model, batches, steps, conf, epoch, loss_fn, optimizer, scheduler, device)
         ndcg, hr = validate(hvd, model, valid, config.n_items, name=f"valid.{epoch}")
         _record_epoch(state, model, epoch, train_loss, ndcg, hr, time.perf_counter() - epoch_start, rank == 0)
         if on_epoch is not None:  # rank 0 asks, every rank obeys
@@ -111,7 +118,8 @@ def _train(hvd, train_urls: list[str], valid_urls: list[str], config: ModelConfi
     epochs.close()
 
     return {
-        "rank": rank, "size": size, "device": str(device), "rows": len(shard), "rows_read": shard.rows_read,
+        "rank": rank, "size": size, "device": str(device), "rows": plan.rows[rank], "row_groups": plan.row_groups[rank],
+        "shuffle_buffer": feed.buffer, "feed_peak_rows": feed.peak_rows,
         "valid_users": len(valid), "steps_per_epoch": steps, "history": state["history"], "best": state["best"],
         "resumed_from": resumed_from, "stopped": stopped, "checksum": parameter_checksum(model),
         "init_checksum": init_checksum, "seconds": time.perf_counter() - start,
@@ -119,25 +127,22 @@ def _train(hvd, train_urls: list[str], valid_urls: list[str], config: ModelConfi
     }
 
 
-def _item_counts(hvd, shard, config: ModelConfig) -> torch.Tensor:
+def _item_counts(hvd, targets: np.ndarray) -> torch.Tensor:
     """Training popularity over every rank's rows: the sampled loss's proposal for negatives."""
-    local = torch.from_numpy(np.bincount(shard.targets.ravel(), minlength=config.n_items + 1))
-    return hvd.allreduce(local, op=hvd.Sum, name="item_counts")
+    return hvd.allreduce(torch.from_numpy(targets), op=hvd.Sum, name="item_counts")
 
 
-def _initial_model(hvd, config: ModelConfig, seed: int, shard, text: np.ndarray | None,
+def _initial_model(hvd, config: ModelConfig, seed: int, seen: np.ndarray | None, text: np.ndarray | None,
                    init_state: dict | None) -> SequenceEncoder:
     """The same initial weights on every rank (seeded; rank 0's are broadcast anyway), or the warm start's. A
-    text-aware model gets the item text; items seen in any rank's training windows keep their ID embedding, the
-    rest are text only."""
+    text-aware model gets the item text; items seen in any rank's training windows (`seen`: this rank's counts)
+    keep their ID embedding, the rest are text only."""
     torch.manual_seed(seed)
     model = build_model(config)
     if init_state is not None:
         model.load_state_dict(init_state)
     if config.text_dim:
-        seen = torch.from_numpy(np.bincount(np.concatenate([shard.inputs.ravel(), shard.targets.ravel()]),
-                                            minlength=config.n_items + 1)[: config.n_items + 1])
-        seen = hvd.allreduce(seen, op=hvd.Sum, name="items_seen")
+        seen = hvd.allreduce(torch.from_numpy(seen), op=hvd.Sum, name="items_seen")
         if init_state is not None:  # warm: the items the parent knew by ID stay known
             seen = seen + init_state["id_known"][: config.n_items + 1].to(seen.dtype)
         if text is None:
@@ -158,15 +163,15 @@ def _resume(hvd, checkpoint_dir: Path, model, optimizer, scheduler) -> dict | No
     return saved["state"]
 
 
-def _train_epoch(hvd, model, shard, steps: int, conf: TrainConf, epoch: int, loss_fn, optimizer, scheduler,
-                 device: torch.device) -> float:
-    """One epoch of optimizer steps; the mean training loss over every rank. The RNG and the batch order are
-    functions of (seed, epoch, rank), so a resumed run replays this epoch exactly."""
+def _train_epoch(hvd, model, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], steps: int, conf: TrainConf,
+                 epoch: int, loss_fn, optimizer, scheduler, device: torch.device) -> float:
+    """One epoch of optimizer steps over `batches` (`steps` of them); the mean training loss over every rank. The
+    RNG and the batch order are functions of (seed, epoch, rank), so a resumed run replays this epoch exactly."""
     rank = hvd.rank()
     torch.manual_seed(_epoch_seed(conf.seed, epoch, rank))
     model.train()
     total = 0.0
-    for inputs, targets in epoch_batches(shard, steps, conf.batch_size, conf.seed, epoch, rank, conf.length_buckets):
+    for inputs, targets in batches:
         inputs, targets = inputs.to(device), targets.to(device)
         if conf.contrastive.weight == 0:
             hidden, y = model.training_pairs(inputs, targets)

@@ -4,12 +4,15 @@ horovod.spark.run places one rank per Spark task of the job's session (Gloo cont
 keep a broken run from hanging: `start_timeout` for the tasks to start and register, and
 HOROVOD_GLOO_TIMEOUT_SECONDS for a collective (a dead or stalled rank fails its peers instead of blocking them),
 with HOROVOD_STALL_SHUTDOWN_TIME_SECONDS shutting down a collective that not every rank joins.
-A rank that raises fails the Spark job, and the driver turns that into a TrainingError naming the run.
+A rank that raises fails the Spark job, and the driver turns that into a TrainingError naming the run. What the
+driver can check from the files (every rank gets a row group, the shuffle buffer fits the smallest shard) it checks
+before any rank starts.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import horovod.spark
@@ -18,8 +21,12 @@ import torch
 from pyspark.sql import SparkSession
 
 from lakerec.config import TrainConf
+from lakerec.data.feed import plan_feed
 from lakerec.models.base import ModelConfig
 from lakerec.train.loop import train_rank
+
+
+ITEM_TEXT = "item_text.npy"
 
 
 class TrainingError(RuntimeError):
@@ -31,7 +38,8 @@ class TrainResult:
     state_dict: dict[str, torch.Tensor]  # the best epoch's weights
     history: list[dict]  # per epoch: epoch, train_loss (averaged across ranks), valid_ndcg_10, valid_hr_10, seconds
     best: dict  # the history entry of the best validation NDCG@10
-    ranks: list[dict]  # per rank: rank, device, rows, rows_read, valid_users, steps_per_epoch, checksum, seconds
+    ranks: list[dict]  # per rank: rank, device, rows, row_groups, shuffle_buffer, feed_peak_rows, valid_users,
+    #                   steps_per_epoch, checksum, seconds
     resumed_from: int  # the epoch the checkpoint this run continued had reached (0: a fresh run)
     stopped: bool = False  # on_epoch asked to stop (a pruned tuning trial)
 
@@ -43,7 +51,8 @@ def train_distributed(spark: SparkSession, train_urls: list[str], valid_urls: li
                       init_state: dict | None = None, fail_rank: int | None = None) -> TrainResult:
     """Train on `conf.ranks` ranks reading the snapshot files; verify the ranks ended identical.
 
-    text: the item text embeddings a text-aware model needs ([n_items + 1, text_dim], shipped to every rank).
+    text: the item text embeddings a text-aware model needs ([n_items + 1, text_dim]): written once to
+    <checkpoint_dir>/item_text.npy, which every rank loads (the checkpoints' folder: already shared by the ranks).
     `progress`: rank 0 draws a bar over the epochs (on the driver's stderr in local mode, in the executor's log on
     a cluster). exclude_types: score.exclude_event_types, the serving rule validation ranks under. on_epoch: runs
     on rank 0 after each epoch's validation, (epoch, NDCG@10) -> stop?; it is pickled to the rank. init_state: a
@@ -53,13 +62,15 @@ def train_distributed(spark: SparkSession, train_urls: list[str], valid_urls: li
     driver JVM's, which `lakerec.spark` forwards as it comes. (Horovod's stdout=/stderr= streams deliver it in 64 KiB
     chunks, an epoch line minutes late.)"""
     _check_slots(spark, conf.ranks)
+    plan_feed(train_urls, conf.ranks, conf.shuffle_buffer)  # a FeedError here, not in a rank minutes later
+    text_path = None if text is None else write_item_text(text, Path(checkpoint_dir))
     timeout = str(conf.timeout_s)  # a collective some rank never joins is a stall: shut down instead of waiting
     # the ranks' environment (Horovod reads its timeouts there): this process's, plus the timeouts
     env = {**os.environ, "HOROVOD_GLOO_TIMEOUT_SECONDS": timeout, "HOROVOD_STALL_CHECK_TIME_SECONDS": timeout,
            "HOROVOD_STALL_SHUTDOWN_TIME_SECONDS": timeout}
     try:
         reports = horovod.spark.run(
-            train_rank, args=(train_urls, valid_urls, model_config.to_dict(), conf, checkpoint_dir, text, progress,
+            train_rank, args=(train_urls, valid_urls, model_config.to_dict(), conf, checkpoint_dir, text_path, progress,
                               exclude_types, on_epoch, init_state, fail_rank),
             num_proc=conf.ranks, use_gloo=True, start_timeout=conf.timeout_s, env=env, verbose=0,
         )
@@ -74,6 +85,16 @@ def train_distributed(spark: SparkSession, train_urls: list[str], valid_urls: li
                        resumed_from=lead["resumed_from"], stopped=lead["stopped"],
                        ranks=[{k: v for k, v in r.items() if k not in ("state_dict", "history", "best")}
                               for r in reports])
+
+
+def write_item_text(text: np.ndarray, folder: Path) -> str:
+    """The item text matrix as float32 .npy in `folder`, written atomically (temp file, then rename); its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path, tmp = folder / ITEM_TEXT, folder / f".{ITEM_TEXT}.tmp"
+    with open(tmp, "wb") as f:
+        np.save(f, np.asarray(text, dtype=np.float32))
+    os.replace(tmp, path)
+    return str(path)
 
 
 def _first_lines(error: Exception, n: int = 4) -> str:
