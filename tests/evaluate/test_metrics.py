@@ -197,6 +197,13 @@ def test_item_chunks_give_the_ranks_and_lists_of_one_full_block(item_chunk):
     assert (ranks == MISSED).sum() >= 10 and (top == NO_ITEM).any() and len(np.unique(ranks)) > 10
 
 
+def test_the_target_counts_once_at_its_own_score_when_blocks_round_differently():
+    # a matmul's last bit may depend on the block's shape: here the targets' block scores 0.5 above the chunks
+    shifted = lambda inputs: lambda items: items.float().expand(len(inputs), -1) + 0.5 * (len(items) == 1)  # noqa
+    ranks = rank_users(shifted, np.zeros((2, 1)), np.array([3, 5]), [np.array([], np.int64)] * 2, N, batch_size=1)
+    assert ranks.tolist() == [3, 1]  # 3.5 below 4 and 5, never above or below itself
+
+
 def test_no_score_block_is_wider_than_item_chunk_or_taller_than_the_batch():
     shapes = []
 
