@@ -122,8 +122,8 @@ class RankState:
         self.top_values, self.top_items = values.gather(1, order), items.gather(1, order)
 
     def ranks(self, exclusions: Exclusions) -> torch.Tensor:
-        """1-based ranks; an excluded target (a repeat the serving rule never recommends) gets MISSED: a miss at
-        every k, even k >= the catalog."""
+        """1-based ranks, items above + items equal (the target's own column among them: 1 + higher + the other
+        ties); an excluded target (a repeat the serving rule never recommends) gets MISSED: a miss at every k."""
         return torch.where(exclusions.hit(self.targets), MISSED, self.higher + self.equal)
 
     def top(self) -> torch.Tensor:
