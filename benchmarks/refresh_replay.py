@@ -238,9 +238,10 @@ def popularity(recent, item_ids: list[str]):
     """The most rated items of the last period, the same for every user."""
     import torch
 
+    from lakerec.evaluate.baselines import same_for_everyone
+
     counts = recent["item_id"].value_counts()
-    scores = torch.tensor([0.0] + [float(counts.get(i, 0)) for i in item_ids])
-    return lambda inputs: scores.expand(len(inputs), -1)
+    return same_for_everyone(torch.tensor([0.0] + [float(counts.get(i, 0)) for i in item_ids]))
 
 
 def text_knn(texts, item_ids: list[str]):

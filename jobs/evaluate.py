@@ -37,13 +37,14 @@ def baseline_scorers(spark: SparkSession, rows: pd.DataFrame, n_items: int, conf
         scorers[B.POP] = B.popularity_scorer(rows, n_items, "test")
     if "cooc" in conf.baselines:
         decay, tables["cooc_decay_valid"] = B.tune_cooccurrence(rows, n_items, conf.cooc_decays, conf.ks,
-                                                                CHAMPION_METRIC, exclude_types)
+                                                                CHAMPION_METRIC, exclude_types, conf.item_chunk)
         log_params({"cooc.decay": decay})
         scorers[B.COOC] = B.cooccurrence_scorer(rows, n_items, "test", decay)
     if "als" in conf.baselines:
         g = conf.als
         best, tables["als_grid_valid"] = B.tune_als(spark, rows, n_items, B.als_grid(
-            g.ranks, g.reg_params, g.alphas, g.max_iter, g.seed), conf.ks, CHAMPION_METRIC, exclude_types)
+            g.ranks, g.reg_params, g.alphas, g.max_iter, g.seed), conf.ks, CHAMPION_METRIC, exclude_types,
+            conf.item_chunk)
         log_params({f"als.{k}": v for k, v in best.__dict__.items()})
         scorers[B.ALS_NAME] = B.als_scorer(spark, rows, n_items, "test", best)
     return scorers, tables
@@ -77,7 +78,7 @@ def run(ctx: StageContext) -> StageResult:
     ranks: dict = {}
     table = evaluate_all(rows, n_items, conf.ks, {**scorers, **baselines}, "test", conf.batch_size,
                          head_share=conf.head_share, length_edges=conf.length_edges, exclude_types=exclude_types,
-                         ranks_out=ranks)
+                         ranks_out=ranks, item_chunk=conf.item_chunk)
     # rows hold only users with a test target, in order
     tracking.log_artifacts(ranks_artifact(rows[T.USER_ID].to_numpy(), ranks, "test"))
 
@@ -103,8 +104,9 @@ def run(ctx: StageContext) -> StageResult:
 
 
 def evaluation_key(cfg) -> str:
-    """The settings an evaluation's verdict depends on (besides the version and its snapshot)."""
-    settings = {"evaluate": cfg.evaluate.model_dump(mode="json", exclude={"model_version"}),
+    """The settings an evaluation's verdict depends on (besides the version and its snapshot); item_chunk changes
+    no result, so it is left out (keys of evaluations made before it existed stay valid)."""
+    settings = {"evaluate": cfg.evaluate.model_dump(mode="json", exclude={"model_version", "item_chunk"}),
                 "exclude_event_types": cfg.score.exclude_event_types}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -351,6 +351,7 @@ class EvaluateConf(_Strict):
     als: AlsGridConf = AlsGridConf()
     cooc_decays: list[float] = Field([1.0, 0.8, 0.5, 0.3], min_length=1)
     batch_size: int = Field(256, ge=1)
+    item_chunk: int = Field(65536, ge=1)  # items scored at once: memory is batch_size x item_chunk scores
     head_share: float = Field(0.2, gt=0, le=1)
     new_items_window_days: int = Field(365, ge=1)  # cold-start report: the new-items popularity baseline's window
     age_prior_weight: float = Field(1.0, ge=0)  # cold-start report: the item-age prior's weight in the `+age` rows

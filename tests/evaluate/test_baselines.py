@@ -47,7 +47,17 @@ def planted(n_users=160, clusters=4, per_cluster=20, length=8, seed=0) -> tuple[
 
 def random_scores(n_items):
     gen = torch.Generator().manual_seed(0)
-    return lambda inputs: torch.rand(len(inputs), n_items + 1, generator=gen)
+
+    def score(inputs):
+        table = torch.rand(len(inputs), n_items + 1, generator=gen)
+        return lambda items: table[:, items]
+
+    return score
+
+
+def every_item(item_scores, n_items):
+    """A batch's scores of the whole catalog, [B, n_items + 1], from a scorer's ItemScores."""
+    return item_scores(torch.arange(n_items + 1))
 
 
 def test_cooccurrence_matrix_is_the_cosine_over_users_by_hand():
@@ -61,11 +71,13 @@ def test_cooccurrence_matrix_is_the_cosine_over_users_by_hand():
 
 def test_cooccurrence_scores_sum_the_cosines_of_the_input_items():
     seqs = sequences_of([[1, 2, 9, 9], [1, 2, 3, 9, 9], [4, 5, 9, 9]])
-    score = B.cooccurrence_scorer(seqs, 9, "test")(torch.tensor([[0, 1, 4]]))
+    score = every_item(B.cooccurrence_scorer(seqs, 9, "test")(torch.tensor([[0, 1, 4]])), 9)
     # fitted on history[:-1]: item 2 co-occurs with 1 (cos 1), 5 with 4 (cos 1), 3 with 1 (1/sqrt 2), 9 with all
     assert score[0, 2] == pytest.approx(1.0) and score[0, 5] == pytest.approx(1.0)
     assert score[0, 3] == pytest.approx(2 ** -0.5) and score[0, 6] == 0 and score[0, 0] == 0
-    recent = B.cooccurrence_scorer(seqs, 9, "test", decay=0.5)(torch.tensor([[0, 1, 4]]))
+    recent = every_item(B.cooccurrence_scorer(seqs, 9, "test", decay=0.5)(torch.tensor([[0, 1, 4]])), 9)
+    assert torch.equal(B.cooccurrence_scorer(seqs, 9, "test", decay=0.5)(torch.tensor([[0, 1, 4]]))(
+        torch.tensor([5, 2])), recent[:, [5, 2]])  # any block of items: the same scores
     assert recent[0, 2] == pytest.approx(0.5) and recent[0, 5] == pytest.approx(1.0)  # 4 is newer than 1
 
 
@@ -79,9 +91,9 @@ def test_cooccurrence_decay_tuned_on_valid_favours_the_last_item():
 
 def test_baselines_never_see_the_target_they_rank():
     seqs = sequences_of([[1, 2, 3, 7], [1, 2, 3, 8], [2, 3, 6, 5]])  # 7 and 8 appear only as test targets
-    pop_test = B.popularity_scorer(seqs, 8, "test")(torch.zeros(1, MAX_LEN, dtype=torch.long))[0]
+    pop_test = every_item(B.popularity_scorer(seqs, 8, "test")(torch.zeros(1, MAX_LEN, dtype=torch.long)), 8)[0]
     assert pop_test[7] == 0 and pop_test[8] == 0 and pop_test[3] == 3 and pop_test[6] == 1
-    pop_valid = B.popularity_scorer(seqs, 8, "valid")(torch.zeros(1, MAX_LEN, dtype=torch.long))[0]
+    pop_valid = every_item(B.popularity_scorer(seqs, 8, "valid")(torch.zeros(1, MAX_LEN, dtype=torch.long)), 8)[0]
     assert pop_valid[3] == 1 and pop_valid[6] == 0  # valid fits history[:-2]: 3 and 6 were valid targets
 
 
@@ -110,7 +122,7 @@ def test_als_beats_random_and_tuning_picks_the_best_valid_point(spark):
 def test_als_scores_an_unknown_user_zero(spark):
     seqs, n = planted(n_users=20)
     score = B.als_scorer(spark, seqs, n, "test", B.AlsParams(4, 0.1, 1.0, max_iter=2))
-    out = score(torch.zeros(2, MAX_LEN, dtype=torch.long), np.array(["u000", "nobody"]))
+    out = every_item(score(torch.zeros(2, MAX_LEN, dtype=torch.long), np.array(["u000", "nobody"])), n)
     assert out.shape == (2, n + 1) and out[0].abs().sum() > 0 and out[1].abs().sum() == 0
 
 
@@ -129,13 +141,14 @@ def test_new_items_popularity_ranks_recent_releases_first_by_count_then_newest()
     released = np.array(["NaT", "2001-01-01", "NaT", "2020-01-02", "2020-01-31", "2020-01-20", "2020-02-05"],
                         dtype="datetime64[D]")
     scorer = B.new_items_popularity_scorer(data, 6, released, day("2020-01-31"), window_days=30)
-    order = scorer(torch.zeros(2, 3, dtype=torch.long))[0].argsort(descending=True).tolist()
+    order = every_item(scorer(torch.zeros(2, 3, dtype=torch.long)), 6)[0].argsort(descending=True).tolist()
     # 3 (2 events) before 4 and 5 (no event before the test targets: newest first), then the rest by popularity
     assert order[:3] == [3, 4, 5]
     assert order[3:] == [1, 2, 6, 0]
     # five days later: item 3 has left the window, item 6 (one event) is released and leads
     later = B.new_items_popularity_scorer(data, 6, released, day("2020-02-05"), window_days=30)
-    assert later(torch.zeros(1, 3, dtype=torch.long))[0].argsort(descending=True).tolist()[:5] == [6, 4, 5, 1, 2]
+    assert every_item(later(torch.zeros(1, 3, dtype=torch.long)), 6)[0].argsort(descending=True).tolist()[:5] == [
+        6, 4, 5, 1, 2]
     with pytest.raises(ValueError):
         B.new_items_popularity_scorer(data, 6, released[:3], day("2020-01-31"), window_days=30)
 

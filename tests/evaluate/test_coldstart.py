@@ -6,6 +6,7 @@ import torch
 
 from lakerec import tables as T
 from lakerec import tracking
+from lakerec.evaluate.baselines import same_for_everyone
 from lakerec.evaluate.coldstart import (coldstart_table, comparison_artifacts, comparison_metrics, text_scorer,
                                         wide)
 from tests.data.helpers import lake_run, own_mlflow_store
@@ -26,7 +27,7 @@ def test_slices_and_the_text_baseline_finds_the_cold_item_by_its_text():
     text[1:4, 0], text[4:7, 1] = 1.0, 1.0
     text[3] += [0.0, 0.1]
     data = rows([[1, 2, 1, 3], [4, 5, 4, 6], [1, 2, 1, 2], [4, 5, 5, 4], [2, 1, 5, 1]])
-    popular = lambda inputs: torch.tensor([0, 5, 4, 0, 3, 2, 0], dtype=torch.float32).expand(len(inputs), -1)
+    popular = same_for_everyone(torch.tensor([0, 5, 4, 0, 3, 2, 0], dtype=torch.float32))
     table = coldstart_table(data, 6, {"pop": popular, "text": text_scorer(text)}, ks=[1, 10])
     users = table[(table["model"] == "pop") & (table["metric"] == "users")].set_index("slice")["value"]
     assert users.to_dict() == {"cold": 2, "tail": 2, "warm": 3, "all": 5}
@@ -39,7 +40,7 @@ def test_slices_and_the_text_baseline_finds_the_cold_item_by_its_text():
 def test_the_comparison_is_returned_as_data_and_the_tracking_layer_logs_it(make_cfg):
     # a real MLflow store (sqlite, artifacts in tmp): the artifacts a job would log land under cold_start/
     data = rows([[1, 2, 1, 3], [4, 5, 4, 6], [1, 2, 1, 2], [4, 5, 5, 4], [2, 1, 5, 1]])
-    popular = lambda inputs: torch.tensor([0, 5, 4, 0, 3, 2, 0], dtype=torch.float32).expand(len(inputs), -1)
+    popular = same_for_everyone(torch.tensor([0, 5, 4, 0, 3, 2, 0], dtype=torch.float32))
     tables = {"items": coldstart_table(data, 6, {"pop": popular}, ks=[1, 10])}
     metrics = comparison_metrics(tables)
     assert metrics["coldstart.items.pop.cold.hr_1"] == 0.0 and not any(k.endswith(".users") for k in metrics)

@@ -84,13 +84,13 @@ def test_aligned_scores_translate_another_item_index():
     model = SASRec(SASRecConfig(n_items=3, max_len=4, dim=8, layers=1, heads=1, dropout=0.0)).eval()
     old_ids, new_ids = ["a", "b", "c"], ["a", "c", "d"]  # b is gone, d is new: old idx 1 3 -> new idx 1 2
     with torch.inference_mode():
-        direct = model_scores(model)(torch.tensor([[0, 0, 1, 3]]))
-        aligned = aligned_scores(model, old_ids, new_ids)(torch.tensor([[0, 0, 1, 2]]))
+        direct = model_scores(model)(torch.tensor([[0, 0, 1, 3]]))(torch.arange(4))
+        aligned = aligned_scores(model, old_ids, new_ids)(torch.tensor([[0, 0, 1, 2]]))(torch.arange(4))
     assert aligned.shape == (1, 4)
     assert torch.allclose(aligned[0, [1, 2]], direct[0, [1, 3]])
     assert aligned[0, 3] == torch.finfo(torch.float32).min  # d: the old model cannot score it
     with torch.inference_mode():  # the same index, inputs longer than its max_len: the newest items count
-        same = aligned_scores(model, old_ids, old_ids)(torch.tensor([[2, 2, 0, 0, 1, 3]]))
+        same = aligned_scores(model, old_ids, old_ids)(torch.tensor([[2, 2, 0, 0, 1, 3]]))(torch.arange(4))
     assert torch.allclose(same[:, 1:], direct[:, 1:])
 
 

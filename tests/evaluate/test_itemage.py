@@ -7,6 +7,7 @@ import torch
 
 from lakerec import tables as T
 from lakerec.evaluate import itemage as A
+from lakerec.evaluate.baselines import same_for_everyone
 
 
 def test_age_buckets_and_unreleased():
@@ -32,15 +33,18 @@ def test_blend_lifts_young_items_without_history_only():
     released = np.array([np.nan, 0.0, 0.0, 95.0, 10.0])  # items 3 and 4 have no ID history
     propensity = np.array([0.5, 0.01])  # young items (< 30 days) are picked 50x as often
     no_history = np.array([False, False, False, True, True])
-    base = lambda inputs: torch.tensor([0.0, 1.2, 1.1, 1.0, 1.0]).expand(len(inputs), -1)
+    base_scores = torch.tensor([0.0, 1.2, 1.1, 1.0, 1.0])
+    base = same_for_everyone(base_scores)
     scorer = A.age_prior_scorer(base, {"u": 100.0, "v": 20.0}, released, propensity, no_history, edges=(30,))
     assert scorer.needs_users
-    out = scorer(torch.zeros(2, 3, dtype=torch.long), np.array(["u", "v"]))
+    out = scorer(torch.zeros(2, 3, dtype=torch.long), np.array(["u", "v"]))(torch.arange(5))
     assert out.shape == (2, 5)
     assert out[0].argmax().item() == 3  # at day 100 item 3 is 5 days old: lifted above the warm items
     assert out[0, 4] < out[0, 2]  # item 4 is 90 days old at day 100: lowered
     assert out[1, 3] < out[1, 4]  # at day 20 item 3 is not yet released: the lowest prior; item 4 is 10 days old
     assert torch.equal(out[0, 1:3], out[1, 1:3])  # warm items keep their standardised base scores
+    standard = (base_scores - base_scores.mean()) / base_scores.std()
+    assert torch.allclose(out[0, :3], standard[:3], atol=1e-6)  # the row's moments, computed chunk by chunk
 
 
 def test_events_before_test_drop_each_users_newest_and_items_without_history(spark):

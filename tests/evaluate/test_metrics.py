@@ -1,6 +1,7 @@
 """Full-ranking metrics on hand-computed cases: rank 1, rank 3, ties, history exclusion (the serving rule: a
 repeated target is a miss), MRR@k, slices, coverage and popularity bias of the lists, user-aware scorers; and
-agreement with an independent masked full ranking on random data with repeats."""
+agreement with an independent masked full ranking on random data with repeats; item chunks of every size give
+the results of one full [users x items] block."""
 import math
 
 import numpy as np
@@ -9,10 +10,10 @@ import pytest
 import torch
 
 from lakerec import tables as T
-from lakerec.evaluate.metrics import (MISSED, evaluate_all, history_mask, length_slices, overall,
-                                      popularity_percentile, popularity_slices, rank_users, ranking_metrics,
-                                      score_users, split_data, target_ranks, user_aware)
-from lakerec.models.topk import NO_ITEM
+from lakerec.evaluate.metrics import (MISSED, evaluate_all, length_slices, overall, popularity_percentile,
+                                      popularity_slices, rank_users, ranking_metrics, score_users, split_data,
+                                      user_aware)
+from lakerec.models.topk import NO_ITEM, top_k
 
 N = 5  # items 1..5, column 0 is padding
 
@@ -21,13 +22,22 @@ def scores(*rows):
     return torch.tensor(rows, dtype=torch.float32)
 
 
-def no_history(batch):
-    return history_mask([np.array([], np.int64)] * batch, N)
+def table_scorer(table):
+    """The user whose input is [i] scores item j table[i, j], whichever block of items it is asked for."""
+    table = torch.as_tensor(table)
+    return lambda x: lambda items: table[x[:, 0]][:, items]
+
+
+def target_ranks(table, targets, histories=None, **kw):
+    """Ranks of one target per row of a score table (row i is user i), histories excluded."""
+    histories = histories or [np.array([], np.int64)] * len(table)
+    return rank_users(table_scorer(table), np.arange(len(table)).reshape(-1, 1), np.asarray(targets), histories,
+                      table.shape[1] - 1, **kw)
 
 
 def by_index(inputs):
     """Item i scores i: item 5 first, padding never counts."""
-    return torch.arange(N + 1, dtype=torch.float32).expand(len(inputs), -1)
+    return lambda items: items.float().expand(len(inputs), -1)
 
 
 def tiny_sequences():
@@ -45,7 +55,7 @@ def tiny_sequences():
 def test_rank_one_gives_ndcg_one_and_rank_three_gives_one_over_log2_4():
     s = scores([9.0, 5, 4, 3, 2, 1],   # padding scores highest yet never counts; target 1 is first
                [0.0, 5, 4, 3, 2, 1])   # target 3 is third
-    ranks = target_ranks(s, torch.tensor([1, 3]), no_history(2))
+    ranks = target_ranks(s, [1, 3])
     assert ranks.tolist() == [1, 3]
     m = ranking_metrics(ranks, [1, 3])
     assert m["ndcg_1"] == pytest.approx(0.5) and m["hr_1"] == pytest.approx(0.5)
@@ -64,9 +74,9 @@ def test_mrr_at_k_counts_only_hits_within_k():
 def test_history_items_are_excluded_and_a_repeated_target_is_a_miss():
     s = scores([0.0, 5, 4, 3, 2, 1])
     # items 1 and 2 were seen: target 3 moves from rank 3 to rank 1
-    assert target_ranks(s, torch.tensor([3]), history_mask([np.array([1, 2])], N)).tolist() == [1]
+    assert target_ranks(s, [3], [np.array([1, 2])]).tolist() == [1]
     # the target itself was seen before (a repeat): scoring never recommends it again, so it is never a hit
-    ranks = target_ranks(s, torch.tensor([2]), history_mask([np.array([2, 1])], N))
+    ranks = target_ranks(s, [2], [np.array([2, 1])])
     assert ranks.tolist() == [MISSED]
     m = ranking_metrics(ranks, [1, 10, 1000])
     assert m["hr_1000"] == 0 and m["ndcg_1000"] == 0 and m["mrr"] == pytest.approx(0, abs=1e-15)
@@ -80,7 +90,7 @@ def test_a_scorer_that_rates_history_highest_gets_no_hit_on_a_repeat_target():
 
     def history_first(inputs):
         out = torch.zeros(len(inputs), N + 1)
-        return out.scatter_(1, inputs, 10.0)  # every input item scores 10, the rest 0
+        return lambda items: out.scatter(1, inputs, 10.0)[:, items]  # every input item scores 10, the rest 0
 
     table = evaluate_all(seqs, N, [1, 10], {"history": history_first})
     assert overall(table, "history")["hr_10"] == 0 and overall(table, "history")["repeat_target_share"] == 1
@@ -127,8 +137,7 @@ def test_metrics_agree_with_an_independent_masked_ranking_with_and_without_repea
     histories = [rng.integers(1, n + 1, size=rng.integers(1, 12)) for _ in range(users)]
     targets = rng.integers(1, n + 1, size=users)
     targets[:60] = [h[0] for h in histories[:60]]  # 60 repeat targets at least
-    ranks = rank_users(lambda x: torch.as_tensor(table[x[:, 0].numpy()]), np.arange(users).reshape(-1, 1),
-                       targets, [np.unique(h) for h in histories], n)
+    ranks = target_ranks(table, targets, [np.unique(h) for h in histories])
     ref = _reference_ranks(table, targets, histories)
     ours, theirs = ranking_metrics(ranks, [10]), {
         "ndcg_10": np.where(ref <= 10, 1 / np.log2(ref + 1), 0).mean(), "hr_10": (ref <= 10).mean()}
@@ -141,7 +150,7 @@ def test_metrics_agree_with_an_independent_masked_ranking_with_and_without_repea
 
 def test_ties_count_against_the_target():
     flat = scores([0.0, 1, 1, 1, 1, 1])
-    assert target_ranks(flat, torch.tensor([1]), no_history(1)).tolist() == [N]
+    assert target_ranks(flat, [1]).tolist() == [N]
 
 
 def test_batches_give_the_same_ranks_and_lists_as_one_pass():
@@ -150,11 +159,65 @@ def test_batches_give_the_same_ranks_and_lists_as_one_pass():
     inputs = np.arange(7).reshape(7, 1)  # the "input" is the row of the score table
     targets = rng.integers(1, N + 1, size=7)
     histories = [rng.integers(1, N + 1, size=k) for k in range(7)]
-    score_fn = lambda x: table[x[:, 0]]  # noqa: E731
+    score_fn = table_scorer(table)
     one = score_users(score_fn, inputs, targets, histories, N, batch_size=100, list_k=3)
     small = score_users(score_fn, inputs, targets, histories, N, batch_size=3, list_k=3)
     assert torch.equal(one[0], small[0]) and torch.equal(one[1], small[1])
     assert torch.equal(rank_users(score_fn, inputs, targets, histories, N, batch_size=3), one[0])
+
+
+def _one_block(table: torch.Tensor, targets: np.ndarray, excluded: list[np.ndarray], k: int):
+    """Ranks and top-k lists from one masked [users x items] block: the evaluator before item chunks."""
+    mask = torch.zeros(table.shape, dtype=torch.bool)
+    for row, items in enumerate(excluded):
+        mask[row, torch.as_tensor(items, dtype=torch.long)] = True
+    mask[:, 0] = True
+    rows, targets = torch.arange(len(targets)), torch.as_tensor(targets)
+    masked = table.masked_fill(mask, float("-inf"))
+    own = masked[rows, targets].unsqueeze(1)
+    ranks = 1 + (masked > own).sum(1) + (masked == own).sum(1) - 1
+    return torch.where(mask[rows, targets], MISSED, ranks), top_k(masked, k)[1]
+
+
+@pytest.mark.parametrize("item_chunk", [1, 3, 16, 40, 41, 1000])
+def test_item_chunks_give_the_ranks_and_lists_of_one_full_block(item_chunk):
+    rng = np.random.default_rng(item_chunk)
+    n, users = 40, 60
+    table = torch.as_tensor(rng.integers(0, 4, size=(users, n + 1)), dtype=torch.float32)  # ties everywhere
+    table[rng.random(table.shape) < 0.05] = float("-inf")  # unrankable items, some of them targets
+    excluded = [rng.choice(np.arange(1, n + 1), size=rng.integers(0, 12), replace=False) for _ in range(users)]
+    excluded[0], excluded[1] = np.arange(1, n + 1), np.arange(2, n + 1)  # nothing left; only item 1 left
+    targets = rng.integers(1, n + 1, size=users)
+    targets[2:12] = [e[0] if len(e) else 1 for e in excluded[2:12]]  # repeats
+    expected_ranks, expected_top = _one_block(table, targets, excluded, 10)
+    inputs = np.arange(users).reshape(-1, 1)
+    ranks, top = score_users(table_scorer(table), inputs, targets, excluded, n, batch_size=7, list_k=10,
+                             item_chunk=item_chunk)
+    assert torch.equal(ranks, expected_ranks) and torch.equal(top, expected_top)
+    assert (ranks == MISSED).sum() >= 10 and (top == NO_ITEM).any() and len(np.unique(ranks)) > 10
+
+
+def test_the_target_counts_once_at_its_own_score_when_blocks_round_differently():
+    # a matmul's last bit may depend on the block's shape: here the targets' block scores 0.5 above the chunks
+    shifted = lambda inputs: lambda items: items.float().expand(len(inputs), -1) + 0.5 * (len(items) == 1)  # noqa
+    ranks = rank_users(shifted, np.zeros((2, 1)), np.array([3, 5]), [np.array([], np.int64)] * 2, N, batch_size=1)
+    assert ranks.tolist() == [3, 1]  # 3.5 below 4 and 5, never above or below itself
+
+
+def test_no_score_block_is_wider_than_item_chunk_or_taller_than_the_batch():
+    shapes = []
+
+    def recorded(inputs):
+        def asked(items):
+            shapes.append((len(inputs), len(items)))
+            return items.float().expand(len(inputs), -1)
+        return asked
+
+    rng = np.random.default_rng(1)
+    score_users(recorded, np.zeros((10, 1)), rng.integers(1, 101, size=10), [np.array([3])] * 10, 100,
+                batch_size=4, list_k=5, item_chunk=16)
+    assert max(rows for rows, _ in shapes) == 4 and max(columns for _, columns in shapes) == 16
+    assert sum(columns for _, columns in shapes if columns == 16 or columns == 101 % 16) >= 101
 
 
 def test_top_lists_skip_history_and_end_in_no_item_when_nothing_is_left():
@@ -172,7 +235,7 @@ def test_user_aware_scorer_gets_the_users_of_its_batch():
         seen.extend(users)
         out = torch.zeros(len(inputs), N + 1)
         out[torch.arange(len(users)), torch.as_tensor([int(u[1:]) for u in users])] = 1.0
-        return out
+        return lambda items: out[:, items]
 
     seqs = tiny_sequences()
     seqs[T.USER_ID] = ["u2", "u1", "u4"]  # each user's own id names its target: rank 1 (c's repeat: a miss)

@@ -58,3 +58,16 @@ def test_warm_up_then_decay(make_cfg, decay, end):
         assert f(17) == pytest.approx(0.5)  # half-way through the 26 decay steps
     if decay == "linear":
         assert f(17) == pytest.approx(0.5)
+
+
+def test_sampled_loss_on_a_large_catalog_allocates_per_item_or_per_negative_never_per_row_and_item():
+    # 200k items, 512 rows: a [rows x items] logit block would be 400 MiB; the item gradient is 6 MiB
+    n_items, rows, dim = 200_000, 512, 8
+    loss_fn = make_loss("sampled", 64, torch.ones(n_items + 1))
+    items = torch.randn(n_items + 1, dim, requires_grad=True)
+    hidden = torch.randn(rows, dim, requires_grad=True)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+        loss_fn(hidden, items, torch.randint(1, n_items + 1, (rows,))).backward()
+    largest = max(event.cpu_memory_usage for event in prof.events())
+    assert (n_items + 1) * dim * 4 <= largest < rows * n_items * 4 / 20
+    assert items.grad.shape == items.shape

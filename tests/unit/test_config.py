@@ -198,3 +198,9 @@ def test_score_shortlist_defaults_to_four_times_top_n_and_never_below_it():
         load_config("test", ["score.shortlist=2", "score.top_n=3"], conf_dir=CONF_DIR)
     with pytest.raises(ConfigError, match=r"score\.precision"):
         load_config("test", ["score.precision=int4"], conf_dir=CONF_DIR)
+
+
+def test_evaluate_item_chunk_must_be_positive():
+    assert load_config("test", ["evaluate.item_chunk=1"], conf_dir=CONF_DIR).evaluate.item_chunk == 1
+    with pytest.raises(ConfigError, match=r"evaluate\.item_chunk"):
+        load_config("test", ["evaluate.item_chunk=0"], conf_dir=CONF_DIR)

@@ -24,7 +24,8 @@ from pyspark.sql import functions as F
 
 from lakerec import tables as T
 
-from lakerec.evaluate.metrics import ScoreFn, evaluate_all, overall, split_data, split_popularity, user_aware
+from lakerec.evaluate.metrics import (ITEM_CHUNK, ItemScores, ScoreFn, evaluate_all, overall, split_data,
+                                      split_popularity, user_aware)
 from lakerec.models.sasrec import PAD
 
 POP, COOC, ALS_NAME = "pop", "cooc", "als"  # model names in the evaluation table and MLflow metric names
@@ -32,8 +33,13 @@ POP, COOC, ALS_NAME = "pop", "cooc", "als"  # model names in the evaluation tabl
 
 def popularity_scorer(sequences: pd.DataFrame, n_items: int, split: str = "test") -> ScoreFn:
     """Most popular: the item counts before the split, the same scores for every user."""
-    flat = torch.as_tensor(split_popularity(split_data(sequences, split), n_items), dtype=torch.float32)
-    return lambda inputs: flat.expand(len(inputs), -1)
+    return same_for_everyone(torch.as_tensor(split_popularity(split_data(sequences, split), n_items),
+                                             dtype=torch.float32))
+
+
+def same_for_everyone(flat: torch.Tensor) -> ScoreFn:
+    """A scorer giving every user the [n_items + 1] scores `flat` (a view per asked block, no copy per user)."""
+    return lambda inputs: lambda items: flat[items].expand(len(inputs), -1)
 
 
 def release_dates(items: DataFrame, events: DataFrame, item_ids: list[str]) -> np.ndarray:
@@ -61,8 +67,7 @@ def new_items_popularity_scorer(sequences: pd.DataFrame, n_items: int, released:
     recency = np.where(new, 1.0 - age / window_days, 0.0)  # in (0, 1]: newest highest
     scores = np.where(new, counts.max() + 2.0 + counts + recency, counts)
     scores[PAD] = 0.0
-    flat = torch.as_tensor(scores, dtype=torch.float32)
-    return lambda inputs: flat.expand(len(inputs), -1)
+    return same_for_everyone(torch.as_tensor(scores, dtype=torch.float32))
 
 
 def cooccurrence_matrix(histories: list[np.ndarray], n_items: int) -> sp.csr_matrix:
@@ -84,31 +89,34 @@ def cooccurrence_scorer(sequences: pd.DataFrame, n_items: int, split: str = "tes
                         matrix: sp.csr_matrix | None = None) -> ScoreFn:
     """Item-item co-occurrence: an item scores the sum of its cosines with the items of the user's input, each
     weighted decay ** age (the newest item 1, the one before decay, ...): decay < 1 favours the last items.
-    matrix: the split's co-occurrence matrix when already built (tuning reuses it)."""
+    matrix: the split's co-occurrence matrix when already built (tuning reuses it). Columns are taken per asked
+    block (CSC); each score sums over the user's items in the same order whatever the block, so it is the same."""
     if matrix is None:
         matrix = cooccurrence_matrix(split_data(sequences, split).histories, n_items)
+    by_column = matrix.tocsc()
 
-    def score(inputs: torch.Tensor) -> torch.Tensor:
+    def score(inputs: torch.Tensor) -> ItemScores:
         items = inputs.numpy()
         weights = np.broadcast_to(decay ** np.arange(items.shape[1] - 1, -1, -1, dtype=np.float64), items.shape)
         keep = items != PAD
         users = np.broadcast_to(np.arange(len(items))[:, None], items.shape)
         seen = sp.csr_matrix((weights[keep], (users[keep], items[keep])), shape=(len(items), n_items + 1))
-        return torch.from_numpy((seen @ matrix).toarray()).float()  # repeated items add up
+        return lambda asked: torch.from_numpy((seen @ by_column[:, asked.numpy()]).toarray()).float()  # repeats add
 
     return score
 
 
 def tune_cooccurrence(sequences: pd.DataFrame, n_items: int, decays: list[float], ks: list[int],
-                      metric: str = "ndcg_10", exclude_types: list[str] | None = None) -> tuple[float, pd.DataFrame]:
+                      metric: str = "ndcg_10", exclude_types: list[str] | None = None,
+                      item_chunk: int = ITEM_CHUNK) -> tuple[float, pd.DataFrame]:
     """The recency decay with the best valid `metric` (first wins ties) and every decay's valid metrics, under
-    the serving rule's exclude_types (evaluate_all)."""
+    the serving rule's exclude_types (evaluate_all, item_chunk items scored at once)."""
     if not decays:
         raise ValueError("no co-occurrence decay to try: give evaluate.cooc_decays at least one value")
     matrix = cooccurrence_matrix(split_data(sequences, "valid").histories, n_items)
     table = evaluate_all(sequences, n_items, ks, {
         str(d): cooccurrence_scorer(sequences, n_items, "valid", d, matrix) for d in decays}, split="valid",
-        exclude_types=exclude_types)
+        exclude_types=exclude_types, item_chunk=item_chunk)
     results = pd.DataFrame([{"decay": d, **overall(table, str(d))} for d in decays])
     return decays[int(results[metric].to_numpy().argmax())], results
 
@@ -144,9 +152,9 @@ def als_scorer(spark: SparkSession, sequences: pd.DataFrame, n_items: int, split
     row_of = {user: row for row, user in enumerate(data.users)}
     unknown = len(data.users)
 
-    def score(inputs: torch.Tensor, users: np.ndarray) -> torch.Tensor:
+    def score(inputs: torch.Tensor, users: np.ndarray) -> ItemScores:
         rows = torch.as_tensor([row_of.get(u, unknown) for u in users], dtype=torch.long)
-        return user_vectors[rows] @ item_vectors.T
+        return lambda asked: user_vectors[rows] @ item_vectors[asked].T
 
     return user_aware(score)
 
@@ -165,16 +173,17 @@ def als_grid(ranks: list[int], reg_params: list[float], alphas: list[float], max
 
 
 def tune_als(spark: SparkSession, sequences: pd.DataFrame, n_items: int, grid: list[AlsParams],
-             ks: list[int], metric: str = "ndcg_10", exclude_types: list[str] | None = None
-             ) -> tuple[AlsParams, pd.DataFrame]:
+             ks: list[int], metric: str = "ndcg_10", exclude_types: list[str] | None = None,
+             item_chunk: int = ITEM_CHUNK) -> tuple[AlsParams, pd.DataFrame]:
     """The grid point with the best valid `metric` (first wins ties) and every point's valid metrics:
-    a frame with the AlsParams fields and the overall metrics (under the serving rule's exclude_types)."""
+    a frame with the AlsParams fields and the overall metrics (under the serving rule's exclude_types, item_chunk
+    items scored at once)."""
     if not grid:
         raise ValueError("the ALS grid is empty: give evaluate.als at least one rank, reg_param and alpha")
     rows = []
     for params in grid:
         table = evaluate_all(sequences, n_items, ks, {ALS_NAME: als_scorer(spark, sequences, n_items, "valid", params)},
-                             split="valid", exclude_types=exclude_types)
+                             split="valid", exclude_types=exclude_types, item_chunk=item_chunk)
         rows.append({**params.__dict__, **overall(table, ALS_NAME)})
     results = pd.DataFrame(rows)
     if metric not in results:

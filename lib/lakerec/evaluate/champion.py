@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from lakerec.evaluate.metrics import ScoreFn, model_scores
+from lakerec.evaluate.metrics import ItemScores, ScoreFn, model_scores
 from lakerec.models.sasrec import PAD, SASRec
 
 CHAMPION = "champion"  # the current champion's name in the evaluation table and metric names
@@ -48,11 +48,17 @@ def aligned_scores(model: SASRec, model_item_ids: Sequence[str], item_ids: Seque
     known = to_model != PAD
     base, max_len = model_scores(model), model.config.max_len
 
-    def score(inputs: torch.Tensor) -> torch.Tensor:
+    def score(inputs: torch.Tensor) -> ItemScores:
         translated = to_model[inputs][:, -max_len:]
         translated = F.pad(translated, (max_len - translated.shape[1], 0), value=PAD)
-        out = torch.full((len(inputs), len(item_ids) + 1), torch.finfo(torch.float32).min)
-        out[:, known] = base(translated).float()[:, to_model[known]]
-        return out
+        base_scores = base(translated)
+
+        def asked(items: torch.Tensor) -> torch.Tensor:
+            out = torch.full((len(inputs), len(items)), torch.finfo(torch.float32).min)
+            own = to_model[items]
+            out[:, known[items]] = base_scores(own[known[items]]).float().cpu()
+            return out
+
+        return asked
 
     return score

@@ -15,8 +15,8 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from lakerec.evaluate.metrics import (ALL, COLD, HEAD, TAIL, TIDY_COLUMNS, ScoreFn, ranking_metrics, score_users,
-                                      popularity_slices, split_data, split_popularity)
+from lakerec.evaluate.metrics import (ALL, COLD, HEAD, TAIL, TIDY_COLUMNS, ItemScores, ScoreFn, ranking_metrics,
+                                      score_users, popularity_slices, split_data, split_popularity)
 from lakerec.evaluate.report import bar_chart
 from lakerec.models.base import PAD
 
@@ -34,12 +34,12 @@ def text_scorer(text: np.ndarray, recent: int = 10, decay: float = 0.8) -> Score
     norms = vectors.norm(dim=1, keepdim=True).clamp_min(1e-12)
     unit = vectors / norms
 
-    def score(inputs: torch.Tensor) -> torch.Tensor:
+    def score(inputs: torch.Tensor) -> ItemScores:
         last = inputs[:, -recent:]
         weights = decay ** torch.arange(last.shape[1] - 1, -1, -1, dtype=torch.float32)
         weights = weights.unsqueeze(0) * (last != PAD)
         profile = (unit[last] * weights.unsqueeze(-1)).sum(1)
-        return profile @ unit.T
+        return lambda items: profile @ unit[items].T
 
     return score
 

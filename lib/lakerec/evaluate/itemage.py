@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 
 from lakerec import tables as T
 from lakerec.data.sequences import order_keys
-from lakerec.evaluate.metrics import ScoreFn, user_aware
+from lakerec.evaluate.metrics import ITEM_CHUNK, ItemScores, ScoreFn, user_aware
 from lakerec.models.base import PAD
 
 AGE_EDGES_DAYS = (30, 90, 180, 365, 730, 1825)  # bucket b holds ages < edges[b] (and >= the edge before); then older
@@ -87,13 +87,31 @@ def age_prior_scorer(base: ScoreFn, now_days: dict[str, float], released_days: n
     cold = torch.as_tensor(no_history, dtype=torch.bool)
     cold[PAD] = False
 
-    def score(inputs: torch.Tensor, batch_users: np.ndarray) -> torch.Tensor:
-        scores = base(inputs).float()
-        z = (scores - scores.mean(1, keepdim=True)) / scores.std(1, keepdim=True).clamp_min(1e-6)
+    def score(inputs: torch.Tensor, batch_users: np.ndarray) -> ItemScores:
+        scores = base(inputs)
+        mean, std = row_moments(scores, len(released_days))
         now = np.array([now_days.get(str(u), np.nan) for u in batch_users], dtype=np.float64)
-        buckets = age_buckets(now[:, None] - released_days[None, :], edges)
-        prior = np.where(buckets >= 0, log_prior[np.maximum(buckets, 0)], floor)
-        prior = torch.as_tensor(np.where(np.isnan(now)[:, None], 0.0, prior), dtype=torch.float32)  # no now: none
-        return z + weight * prior * cold
+
+        def asked(items: torch.Tensor) -> torch.Tensor:
+            z = (scores(items).float() - mean) / std.clamp_min(1e-6)
+            buckets = age_buckets(now[:, None] - released_days[None, items.numpy()], edges)
+            prior = np.where(buckets >= 0, log_prior[np.maximum(buckets, 0)], floor)
+            prior = torch.as_tensor(np.where(np.isnan(now)[:, None], 0.0, prior), dtype=torch.float32)  # no now
+            return z + weight * prior * cold[items]
+
+        return asked
 
     return user_aware(score)
+
+
+def row_moments(scores: ItemScores, n: int, chunk: int = ITEM_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+    """[B, 1] mean and standard deviation (unbiased, as torch.std) of each row's scores of items 0 .. n - 1, chunk by
+    chunk (Chan et al.'s pairwise update, in float64), so standardising needs no [B, n] block."""
+    count, mean, m2 = 0, torch.zeros(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
+    for lo in range(0, n, chunk):
+        block = scores(torch.arange(lo, min(lo + chunk, n))).cpu().double()
+        size, block_mean = block.shape[1], block.mean(1)
+        delta, total = block_mean - mean, count + size
+        m2 = m2 + ((block - block_mean.unsqueeze(1)) ** 2).sum(1) + delta ** 2 * count * size / total
+        mean, count = mean + delta * size / total, total
+    return mean.float().unsqueeze(1), (m2 / max(count - 1, 1)).sqrt().float().unsqueeze(1)

@@ -7,9 +7,18 @@ items scoring higher + other items scoring equal (ties count against the target,
 popularity cannot win by ties); an excluded target gets rank MISSED, outside every k. HR@k, NDCG@k (one
 relevant item: 1/log2(rank+1) within k) and MRR@k, averaged over users; beside them the share of users whose
 target repeats an excluded item (`repeat_target_share`), the catalog coverage and the popularity bias of the
-top-k lists, overall and per slice (target popularity, history length). Vectorised in torch, batch by batch:
-memory is batch_size x n_items, never users x items. `evaluate_all` is the one entry point for the model and
-every baseline.
+top-k lists, overall and per slice (target popularity, history length). `evaluate_all` is the one entry point
+for the model and every baseline.
+
+Memory: users are scored batch by batch and, within a batch, items chunk by chunk (evaluate.item_chunk), so the
+largest score block is batch_size x item_chunk, never users x items nor batch_size x items: a scorer returns a
+batch's scores of the items it is asked for. The targets' scores come first (one block of the batch's distinct
+targets); each chunk then adds its items scoring above and equal to the target (the target's own column counted
+at that score, once) and merges its top-k into a running top-k (lakerec.models.topk's rule: chunks come in item
+order, so the lower item still wins a tie). Exclusions are applied per chunk from the users' sparse item lists.
+The counts and lists are those of one pass over all items: the chunk size changes no result (given a scorer
+whose score of an item does not depend on which other items it is asked for; a float matmul may differ in the last
+bit between block shapes, as it already does between batch sizes).
 """
 from __future__ import annotations
 
@@ -26,8 +35,11 @@ from lakerec.data.exclusion import excluded_items
 from lakerec.models.sasrec import PAD, SASRec
 from lakerec.models.topk import NO_ITEM, top_k
 
-# [B, L] inputs (-> and, for a user-aware scorer, the B user ids) -> [B, n_items + 1] scores
-ScoreFn = Callable[..., torch.Tensor]
+# a batch's scores of some items: [C] item_idx -> [B, C] (one row per user of the batch)
+ItemScores = Callable[[torch.Tensor], torch.Tensor]
+# [B, L] inputs (and, for a user-aware scorer, the B user ids) -> that batch's ItemScores
+ScoreFn = Callable[..., ItemScores]
+ITEM_CHUNK = 65536  # items scored at once (evaluate.item_chunk): a score block is batch_size x this
 EVAL_COLUMNS = [T.USER_ID, T.HISTORY, T.HISTORY_TYPES, T.VALID_INPUT, T.VALID_TARGET, T.TEST_INPUT, T.TEST_TARGET]
 SPLITS = {  # split -> (input column, target column, items before the target = history[:-cut])
     "valid": (T.VALID_INPUT, T.VALID_TARGET, 2),
@@ -44,26 +56,79 @@ def user_aware(fn: ScoreFn) -> ScoreFn:
     return fn
 
 
-def history_mask(histories: Sequence[np.ndarray], n_items: int) -> torch.Tensor:
-    """[B, n_items + 1] True where an item must not be ranked: padding and each user's excluded items."""
-    mask = torch.zeros(len(histories), n_items + 1, dtype=torch.bool)
-    padded = torch.nn.utils.rnn.pad_sequence(
-        [torch.as_tensor(np.asarray(h, dtype=np.int64)) for h in histories], batch_first=True, padding_value=PAD)
-    if padded.numel():
-        mask.scatter_(1, padded, True)
-    mask[:, PAD] = True
-    return mask
+@dataclass(frozen=True)
+class Exclusions:
+    """A batch's excluded (row, item) pairs, padding included, sorted by item: a chunk finds its own by bisection,
+    so no [B, n_items] mask is ever built."""
+
+    rows: torch.Tensor
+    items: torch.Tensor
+
+    @classmethod
+    def of(cls, excluded: Sequence[np.ndarray]) -> "Exclusions":
+        per_row = [np.concatenate([[PAD], np.asarray(e, dtype=np.int64)]) for e in excluded]
+        items = np.concatenate(per_row) if per_row else np.zeros(0, np.int64)
+        rows = np.repeat(np.arange(len(per_row)), [len(e) for e in per_row])
+        order = np.argsort(items, kind="stable")
+        return cls(torch.from_numpy(rows[order]), torch.from_numpy(items[order]))
+
+    def within(self, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rows, columns relative to lo) of the pairs whose item is in [lo, hi)."""
+        a, b = torch.searchsorted(self.items, torch.tensor([lo, hi])).tolist()
+        return self.rows[a:b], self.items[a:b] - lo
+
+    def hit(self, items: torch.Tensor) -> torch.Tensor:
+        """[B] bool: row i's items[i] is excluded."""
+        key = 1 << 32  # item_idx < 2**32
+        return torch.isin(torch.arange(len(items)) * key + items, self.rows * key + self.items)
 
 
-def target_ranks(scores: torch.Tensor, targets: torch.Tensor, excluded: torch.Tensor) -> torch.Tensor:
-    """1-based rank of each target among the items not excluded; an excluded target (a repeat the serving rule
-    never recommends) gets MISSED: a miss at every k, even k >= the catalog."""
-    rows = torch.arange(len(targets))
-    scores = scores.float().masked_fill(excluded, float("-inf"))
-    target_score = scores[rows, targets].unsqueeze(1)
-    higher = (scores > target_score).sum(1)
-    ties = (scores == target_score).sum(1) - 1
-    return torch.where(excluded[rows, targets], MISSED, 1 + higher + ties)
+@dataclass
+class RankState:
+    """One batch's running counts and top-k while its item chunks come in (item order)."""
+
+    targets: torch.Tensor       # [B]
+    target_scores: torch.Tensor  # [B] float32, from the targets' own block
+    higher: torch.Tensor         # [B] non-excluded items scoring above the target so far
+    equal: torch.Tensor          # [B] items scoring equal, the target's own column included once
+    top_values: torch.Tensor     # [B, <= k] the running top-k (lakerec.models.topk's rule)
+    top_items: torch.Tensor
+
+    @classmethod
+    def start(cls, scores: ItemScores, targets: torch.Tensor) -> "RankState":
+        distinct, column = torch.unique(targets, return_inverse=True)
+        own = scores(distinct).cpu().float()[torch.arange(len(targets)), column]
+        zeros = torch.zeros(len(targets), dtype=torch.long)
+        return cls(targets, own, zeros, zeros.clone(), torch.zeros(len(targets), 0),
+                   torch.zeros(len(targets), 0, dtype=torch.long))
+
+    def add(self, block: torch.Tensor, lo: int, exclusions: Exclusions, k: int) -> None:
+        """Count and merge one chunk: block [B, C] holds the scores of items lo .. lo + C - 1."""
+        rows, columns = exclusions.within(lo, lo + block.shape[1])
+        masked = block.cpu().float().index_put((rows, columns), torch.tensor(float("-inf")))
+        if k:
+            self._merge(*top_k(masked, k), lo, k)
+        inside = ((self.targets >= lo) & (self.targets < lo + block.shape[1])).nonzero()[:, 0]
+        masked[inside, self.targets[inside] - lo] = self.target_scores[inside]  # the target at its own score
+        own = self.target_scores.unsqueeze(1)
+        self.higher += (masked > own).sum(1)
+        self.equal += (masked == own).sum(1)
+
+    def _merge(self, values: torch.Tensor, columns: torch.Tensor, lo: int, k: int) -> None:
+        """The best k of the running list and a later chunk's: a stable sort keeps the lower item first on ties."""
+        values = torch.cat([self.top_values, values], dim=1)
+        items = torch.cat([self.top_items, columns + lo], dim=1)
+        order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, :k]
+        self.top_values, self.top_items = values.gather(1, order), items.gather(1, order)
+
+    def ranks(self, exclusions: Exclusions) -> torch.Tensor:
+        """1-based ranks, items above + items equal (the target's own column among them: 1 + higher + the other
+        ties); an excluded target (a repeat the serving rule never recommends) gets MISSED: a miss at every k."""
+        return torch.where(exclusions.hit(self.targets), MISSED, self.higher + self.equal)
+
+    def top(self) -> torch.Tensor:
+        """[B, k] items, NO_ITEM where no eligible item is left."""
+        return self.top_items.masked_fill(self.top_values == float("-inf"), NO_ITEM)
 
 
 def ranking_metrics(ranks: torch.Tensor, ks: Sequence[int]) -> dict[str, float]:
@@ -81,9 +146,10 @@ def ranking_metrics(ranks: torch.Tensor, ks: Sequence[int]) -> dict[str, float]:
 
 
 def score_users(score_fn: ScoreFn, inputs: np.ndarray, targets: np.ndarray, excluded: Sequence[np.ndarray],
-                n_items: int, batch_size: int = 256, users: np.ndarray | None = None, list_k: int = 0
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ranks [U], top-k item lists [U, list_k]) of every user under score_fn, batch by batch.
+                n_items: int, batch_size: int = 256, users: np.ndarray | None = None, list_k: int = 0,
+                item_chunk: int = ITEM_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ranks [U], top-k item lists [U, list_k]) of every user under score_fn, batch by batch, item chunk by item
+    chunk (the largest score block: batch_size x item_chunk).
 
     excluded: per user, the items the serving rule does not rank (SplitData.excluded). The lists exclude what the
     ranks exclude, under lakerec.models.topk's rule (NO_ITEM fills a list where fewer items are left). users:
@@ -93,31 +159,40 @@ def score_users(score_fn: ScoreFn, inputs: np.ndarray, targets: np.ndarray, excl
         raise ValueError("inputs, targets and excluded must have one entry per user")
     if users is not None and len(users) != len(targets):
         raise ValueError("users must have one entry per user")
+    if item_chunk < 1:
+        raise ValueError(f"item_chunk must be >= 1, got {item_chunk}")
     ranks, tops = [torch.zeros(0, dtype=torch.long)], [torch.zeros(0, list_k, dtype=torch.long)]
     with torch.inference_mode():
         for start in range(0, len(targets), batch_size):
             stop = start + batch_size
             batch = torch.as_tensor(np.asarray(inputs[start:stop]), dtype=torch.long)
-            scores = (score_fn(batch) if users is None else score_fn(batch, users[start:stop])).cpu().float()
-            target = torch.as_tensor(np.asarray(targets[start:stop]), dtype=torch.long)
-            mask = history_mask(excluded[start:stop], n_items)
-            ranks.append(target_ranks(scores, target, mask))
-            if list_k:
-                tops.append(top_k(scores.masked_fill(mask, float("-inf")), list_k)[1])
+            scores = score_fn(batch) if users is None else score_fn(batch, users[start:stop])
+            exclusions = Exclusions.of(excluded[start:stop])
+            state = RankState.start(scores, torch.as_tensor(np.asarray(targets[start:stop]), dtype=torch.long))
+            for lo in range(0, n_items + 1, item_chunk):
+                state.add(scores(torch.arange(lo, min(lo + item_chunk, n_items + 1))), lo, exclusions, list_k)
+            ranks.append(state.ranks(exclusions))
+            tops.append(state.top())
     return torch.cat(ranks), torch.cat(tops)
 
 
 def rank_users(score_fn: ScoreFn, inputs: np.ndarray, targets: np.ndarray, excluded: Sequence[np.ndarray],
-               n_items: int, batch_size: int = 256, users: np.ndarray | None = None) -> torch.Tensor:
+               n_items: int, batch_size: int = 256, users: np.ndarray | None = None,
+               item_chunk: int = ITEM_CHUNK) -> torch.Tensor:
     """Ranks of every user's target under score_fn, computed batch by batch (users: for user-aware scorers)."""
-    return score_users(score_fn, inputs, targets, excluded, n_items, batch_size, users)[0]
+    return score_users(score_fn, inputs, targets, excluded, n_items, batch_size, users, item_chunk=item_chunk)[0]
 
 
 def model_scores(model: SASRec) -> ScoreFn:
-    """Scores of every item for a batch of histories: user vectors times item vectors."""
+    """Scores of a batch of histories: user vectors times the asked items' vectors."""
     model.eval()
     device = next(model.parameters()).device
-    return lambda inputs: model.user_vectors(inputs.to(device)) @ model.item_vectors().T
+
+    def score(inputs: torch.Tensor) -> ItemScores:
+        users, items = model.user_vectors(inputs.to(device)), model.item_vectors()
+        return lambda asked: users @ items[asked.to(device)].T
+
+    return score
 
 
 @dataclass(frozen=True)
@@ -201,7 +276,7 @@ def list_metrics(top: torch.Tensor, n_items: int, percentile: np.ndarray, k: int
 def evaluate_all(sequences: pd.DataFrame, n_items: int, ks: Sequence[int], scorers: Mapping[str, ScoreFn],
                  split: str = "test", batch_size: int = 256, list_k: int = 10, head_share: float = 0.2,
                  length_edges: Sequence[int] = (10, 50, 200), exclude_types: Sequence[str] | None = None,
-                 ranks_out: dict[str, torch.Tensor] | None = None) -> pd.DataFrame:
+                 ranks_out: dict[str, torch.Tensor] | None = None, item_chunk: int = ITEM_CHUNK) -> pd.DataFrame:
     """Every scorer on one split of silver.sequences rows -> tidy (model, slice, metric, value).
 
     Slices: all, head/tail/cold (the target's popularity before the split) and len_* (the user's history
@@ -209,6 +284,7 @@ def evaluate_all(sequences: pd.DataFrame, n_items: int, ks: Sequence[int], score
     the top-list_k lists; per model also `seconds` (the evaluator's wall time for it) in slice all.
     exclude_types: score.exclude_event_types, the serving rule's filter (None: the whole history is excluded).
     ranks_out: filled with model -> per-user ranks (users in split_data order), for paired tests over users.
+    item_chunk: evaluate.item_chunk, the items scored at once (memory: batch_size x item_chunk scores).
     """
     data = split_data(sequences, split, exclude_types)
     repeats = data.repeat_targets
@@ -223,7 +299,7 @@ def evaluate_all(sequences: pd.DataFrame, n_items: int, ks: Sequence[int], score
         start = time.perf_counter()
         users = data.users if getattr(score_fn, "needs_users", False) else None
         ranks, top = score_users(score_fn, data.inputs, data.targets, data.excluded, n_items, batch_size,
-                                 users, min(list_k, n_items))
+                                 users, min(list_k, n_items), item_chunk)
         if ranks_out is not None:
             ranks_out[model] = ranks
         for name, mask in slices.items():

@@ -29,7 +29,7 @@ import torch
 
 from lakerec.config import ContrastiveConf, TrainConf
 from lakerec.data.feed import StreamingFeed, ValidShard, plan_feed, read_valid_shard
-from lakerec.evaluate.metrics import rank_users, ranking_metrics
+from lakerec.evaluate.metrics import model_scores, rank_users, ranking_metrics
 from lakerec.logs import bar
 from lakerec.models import build_model
 from lakerec.models.base import PAD, ModelConfig, SequenceEncoder
@@ -232,9 +232,7 @@ def validate(hvd, model: SequenceEncoder, valid: ValidShard, n_items: int, name:
     model.eval()
     sums = torch.zeros(3, dtype=torch.float64)
     if len(valid):
-        device = next(model.parameters()).device
-        ranks = rank_users(lambda x: model.user_vectors(x.to(device)) @ model.item_vectors().T,
-                           valid.inputs, valid.targets, valid.excluded, n_items)
+        ranks = rank_users(model_scores(model), valid.inputs, valid.targets, valid.excluded, n_items)
         m = ranking_metrics(ranks, [VALID_K])
         sums = torch.tensor([m[f"ndcg_{VALID_K}"] * len(valid), m[f"hr_{VALID_K}"] * len(valid), len(valid)],
                             dtype=torch.float64)
