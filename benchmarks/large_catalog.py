@@ -23,7 +23,6 @@ import argparse
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -43,9 +42,9 @@ from lakerec.models import build_model
 from lakerec.models.base import ModelConfig
 from lakerec.spark import get_spark
 from lakerec.train.runner import train_distributed
+from measure import HOROVOD_RANK, PeakMemory  # benchmarks/: the script's folder
 
 GIB = 1024 ** 3
-RANK_MARK = "horovod.spark.task.gloo_exec_fn"  # the command line of a Horovod rank process under horovod.spark.run
 MAX_LEN, DIM, LAYERS, HEADS = 50, 64, 2, 2
 
 
@@ -82,47 +81,6 @@ def build_lake(spark, lake: Lake, cfg, n_users: int, n_items: int) -> None:
     lake.write(T.SILVER_TRAIN_WINDOWS, layout_for_feed(windows, 4), mode="overwrite")
 
 
-class RankMemory:
-    """Peak resident memory per process, sampled in a thread: each Horovod rank (by pid), this process, and this
-    process with all its descendants."""
-
-    def __init__(self, interval: float = 0.2):
-        self.interval, self.seen, self.launchers, self.me, self.tree = interval, {}, set(), 0, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> "RankMemory":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def ranks(self) -> dict[int, int]:
-        """pid -> peak bytes of each rank process (its launching shell left out)."""
-        return {pid: peak for pid, peak in self.seen.items() if pid not in self.launchers}
-
-    def _run(self) -> None:
-        me = psutil.Process()
-        while not self._stop.is_set():
-            tree, marked = 0, {}
-            for p in [me, *me.children(recursive=True)]:
-                try:
-                    rss = p.memory_info().rss
-                    if RANK_MARK in " ".join(p.cmdline()):
-                        marked[p.pid] = (p.ppid(), rss)
-                except psutil.NoSuchProcess:
-                    continue
-                tree += rss
-            self.launchers |= {parent for parent, _ in marked.values()}  # a shell wrapping the rank's python
-            for pid, (_, rss) in marked.items():
-                self.seen[pid] = max(self.seen.get(pid, 0), rss)
-            self.me, self.tree = max(self.me, me.memory_info().rss), max(self.tree, tree)
-            self._stop.wait(self.interval)
-
-
 def recorded(score_fn: ScoreFn, shapes: list) -> ScoreFn:
     """score_fn, recording the shape of every score block it returns (the evaluator's largest allocation)."""
     def batch(inputs: torch.Tensor):
@@ -141,7 +99,7 @@ def recorded(score_fn: ScoreFn, shapes: list) -> ScoreFn:
 def train(spark, lake: Lake, cfg, n_items: int, ranks: int, epochs: int):
     model_config = ModelConfig(n_items=n_items, max_len=MAX_LEN, dim=DIM, layers=LAYERS, heads=HEADS, dropout=0.2)
     conf = cfg.train.model_copy(update={"ranks": ranks, "epochs": epochs, "loss": "sampled", "timeout_s": 600})
-    with RankMemory() as memory:
+    with PeakMemory(workers=(HOROVOD_RANK,)) as memory:
         start = time.perf_counter()
         result = train_distributed(spark, petastorm_urls(lake.files(T.SILVER_TRAIN_WINDOWS)),
                                    petastorm_urls(lake.files(T.SILVER_SEQUENCES)), model_config, conf,
@@ -159,11 +117,11 @@ def evaluate(lake: Lake, model, n_items: int, eval_users: int, batch_size: int, 
     scorers = {"sasrec": recorded(model_scores(model), shapes),
                "pop": recorded(popularity_scorer(rows, n_items), shapes)}
     before = psutil.Process().memory_info().rss
-    with RankMemory() as memory:
+    with PeakMemory(workers=(HOROVOD_RANK,)) as memory:
         start = time.perf_counter()
         table = evaluate_all(rows, n_items, [10], scorers, "test", batch_size, item_chunk=item_chunk)
         seconds = time.perf_counter() - start
-    return table, len(rows), seconds, memory.me, before, max(shapes, key=lambda s: s[0] * s[1])
+    return table, len(rows), seconds, memory.peak_self, before, max(shapes, key=lambda s: s[0] * s[1])
 
 
 def main() -> int:
@@ -192,11 +150,11 @@ def main() -> int:
     print(f"lake: {windows:,} training windows in {time.perf_counter() - start:.0f}s (untimed)", flush=True)
 
     model, result, train_s, memory = train(spark, lake, cfg, args.items, args.ranks, args.epochs)
-    rank_peaks = sorted(memory.ranks.values(), reverse=True)
+    rank_peaks = sorted(memory.worker_peaks.values(), reverse=True)
     steps = result.ranks[0]["steps_per_epoch"] * len(result.history)
     print(f"train: {train_s:.0f}s, {len(result.history)} epoch(s), {steps} steps per rank, valid ndcg@10 "
           f"{result.best['valid_ndcg_10']:.4f}; peak RSS per rank (GiB): "
-          f"{', '.join(f'{p / GIB:.2f}' for p in rank_peaks) or 'none seen'}; driver tree {memory.tree / GIB:.2f}; "
+          f"{', '.join(f'{p / GIB:.2f}' for p in rank_peaks) or 'none seen'}; driver tree {memory.peak / GIB:.2f}; "
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
 
     table, users, eval_s, eval_peak, before, block = evaluate(lake, model, args.items, args.eval_users,

@@ -35,10 +35,9 @@ from lakerec.data.feed import petastorm_urls  # noqa: E402
 from lakerec.models.base import ModelConfig  # noqa: E402
 from lakerec.spark import get_spark  # noqa: E402
 from lakerec.train.runner import train_distributed  # noqa: E402
-from measure import PeakMemory  # noqa: E402
+from measure import HOROVOD_RANK, PeakMemory  # noqa: E402
 
 MAX_LEN, DIM, BATCH, FILES, VALID_USERS = 50, 64, 128, 4, 1000
-RANK_PROCESS = "horovod.spark.task.gloo_exec_fn"  # the module a rank runs in (a child of its Spark task)
 
 
 def parse_size(text: str) -> int:
@@ -142,7 +141,7 @@ def train_once(spark, cfg, folder: Path, n_items: int, ranks: int, shuffle_buffe
     model = ModelConfig(n_items=n_items, max_len=MAX_LEN, dim=DIM, layers=2, heads=2, dropout=0.2, name="sasrec")
     train_urls = petastorm_urls([str(f) for f in sorted(folder.glob("*.parquet"))])
     valid_urls = petastorm_urls([str(folder.parent / f"{folder.name}-valid.parquet")])
-    with PeakMemory(workers=(RANK_PROCESS,)) as memory:
+    with PeakMemory(workers=(HOROVOD_RANK,)) as memory:
         result = train_distributed(spark, train_urls, valid_urls, model, conf, str(work / f"ckpt-{ranks}"))
     seconds = result.history[0]["seconds"]  # the epoch (and its validation of VALID_USERS), not the start-up
     steps = result.ranks[0]["steps_per_epoch"]
