@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from lakerec.models.topk import NO_ITEM, top_k
+from lakerec.models.topk import NO_ITEM, merge_top_k, top_k
 
 INF = float("-inf")
 
@@ -72,3 +72,19 @@ def test_a_nan_anywhere_in_a_wide_row_is_found():
         top_k(scores, 10)
     with pytest.raises(ValueError, match="NaN"):
         top_k(scores[:, 4320:4325], 5)  # k covers every column: no cut, still checked
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 40])
+def test_merging_chunks_in_column_order_gives_the_one_pass_list(chunk):
+    """Few distinct values (many ties across chunks) and -inf columns: chunk by chunk == one pass, ties included."""
+    g = torch.Generator().manual_seed(3)
+    scores = torch.randint(0, 4, (6, 40), generator=g).float()
+    scores[scores == 0] = float("-inf")
+    k = 5
+    merged = (scores[:, :0], torch.zeros(6, 0, dtype=torch.long))
+    for lo in range(0, scores.shape[1], chunk):
+        values, columns = top_k(scores[:, lo:lo + chunk], k)
+        merged = merge_top_k(merged, (values, columns + lo), k)
+    values, columns = top_k(scores, k)
+    assert torch.equal(merged[0], values)
+    assert torch.equal(merged[1].masked_fill(merged[0] == float("-inf"), NO_ITEM), columns)

@@ -33,7 +33,7 @@ import torch
 from lakerec import tables as T
 from lakerec.data.exclusion import excluded_items
 from lakerec.models.sasrec import PAD, SASRec
-from lakerec.models.topk import NO_ITEM, top_k
+from lakerec.models.topk import NO_ITEM, merge_top_k, top_k
 
 # a batch's scores of some items: [C] item_idx -> [B, C] (one row per user of the batch)
 ItemScores = Callable[[torch.Tensor], torch.Tensor]
@@ -107,19 +107,13 @@ class RankState:
         rows, columns = exclusions.within(lo, lo + block.shape[1])
         masked = block.cpu().float().index_put((rows, columns), torch.tensor(float("-inf")))
         if k:
-            self._merge(*top_k(masked, k), lo, k)
+            values, best = top_k(masked, k)
+            self.top_values, self.top_items = merge_top_k((self.top_values, self.top_items), (values, best + lo), k)
         inside = ((self.targets >= lo) & (self.targets < lo + block.shape[1])).nonzero()[:, 0]
         masked[inside, self.targets[inside] - lo] = self.target_scores[inside]  # the target at its own score
         own = self.target_scores.unsqueeze(1)
         self.higher += (masked > own).sum(1)
         self.equal += (masked == own).sum(1)
-
-    def _merge(self, values: torch.Tensor, columns: torch.Tensor, lo: int, k: int) -> None:
-        """The best k of the running list and a later chunk's: a stable sort keeps the lower item first on ties."""
-        values = torch.cat([self.top_values, values], dim=1)
-        items = torch.cat([self.top_items, columns + lo], dim=1)
-        order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, :k]
-        self.top_values, self.top_items = values.gather(1, order), items.gather(1, order)
 
     def ranks(self, exclusions: Exclusions) -> torch.Tensor:
         """1-based ranks, items above + items equal (the target's own column among them: 1 + higher + the other

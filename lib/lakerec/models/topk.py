@@ -46,6 +46,17 @@ def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return values, columns.masked_fill(values == float("-inf"), NO_ITEM)
 
 
+def merge_top_k(first: tuple[torch.Tensor, torch.Tensor], later: tuple[torch.Tensor, torch.Tensor],
+                k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The best k of two (values, columns) lists under the rule above, where every column of `later` is above
+    every column of `first` (chunks of the columns, merged in column order): the stable sort keeps `first`'s entry
+    ahead on a tie, which is the lower column. Ranking a row chunk by chunk and merging gives its one-pass top_k."""
+    values = torch.cat([first[0], later[0]], dim=1)
+    columns = torch.cat([first[1], later[1]], dim=1)
+    order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, :k]
+    return values.gather(1, order), columns.gather(1, order)
+
+
 def _cut_by_column(scores: torch.Tensor, k: int) -> torch.Tensor:
     """[R, k] columns (in column order) of the k best scores of each row, the lowest tied columns making the cut."""
     kth = torch.topk(scores, k, dim=1).values[:, -1:]  # the k-th best score of each row: the cut

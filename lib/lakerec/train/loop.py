@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from lakerec.config import ContrastiveConf, TrainConf
-from lakerec.data.feed import StreamingFeed, ValidShard, plan_feed, read_valid_shard
+from lakerec.data.feed import FeedPlan, StreamingFeed, ValidShard, read_valid_shard
 from lakerec.evaluate.metrics import model_scores, rank_users, ranking_metrics
 from lakerec.logs import bar
 from lakerec.models import build_model
@@ -43,11 +43,13 @@ class RankFailure(RuntimeError):
     """Raised on purpose in the rank named by drill.fail_rank (the failing-rank drill: training must fail fast)."""
 
 
-def train_rank(train_urls: list[str], valid_urls: list[str], model_config: dict, conf: TrainConf,
+def train_rank(train_urls: list[str], valid_urls: list[str], plan: FeedPlan, model_config: dict, conf: TrainConf,
                checkpoint_dir: str, text_path: str | None = None, progress: bool = False,
                exclude_types: list[str] | None = None, on_epoch: Callable[[int, float], bool] | None = None,
                init_state: dict | None = None, fail_rank: int | None = None) -> dict:
     """Train on this rank's shard; returns its report (rank 0's also carries the best weights).
+
+    plan: the ranks' shares of train_urls, read from the Parquet footers once, on the driver (lakerec.data.feed).
 
     text_path: an .npy of [n_items + 1, text_dim] item text embeddings for a text-aware model (None: ID-only), a
     file rather than an argument so a large catalog's matrix is not pickled to every rank. `progress`: rank 0
@@ -63,13 +65,13 @@ def train_rank(train_urls: list[str], valid_urls: list[str], model_config: dict,
         if fail_rank == hvd.rank():
             raise RankFailure(f"rank {hvd.rank()} fails on purpose (drill.fail_rank)")
         text = None if text_path is None else np.load(text_path)
-        return _train(hvd, train_urls, valid_urls, ModelConfig.from_dict(model_config), conf, Path(checkpoint_dir),
-                      text, progress, exclude_types, on_epoch, init_state)
+        return _train(hvd, train_urls, valid_urls, plan, ModelConfig.from_dict(model_config), conf,
+                      Path(checkpoint_dir), text, progress, exclude_types, on_epoch, init_state)
     finally:
         hvd.shutdown()
 
 
-def _train(hvd, train_urls: list[str], valid_urls: list[str], config: ModelConfig, conf: TrainConf,
+def _train(hvd, train_urls: list[str], valid_urls: list[str], plan: FeedPlan, config: ModelConfig, conf: TrainConf,
            checkpoint_dir: Path, text: np.ndarray | None = None, progress: bool = False,
            exclude_types: list[str] | None = None, on_epoch: Callable[[int, float], bool] | None = None,
            init_state: dict | None = None) -> dict:
@@ -80,13 +82,14 @@ def _train(hvd, train_urls: list[str], valid_urls: list[str], config: ModelConfi
     torch.set_num_threads(conf.threads or max(1, (os.cpu_count() or 1) // hvd.local_size()))
     start = time.perf_counter()
 
-    plan = plan_feed(train_urls, size, conf.shuffle_buffer)
     feed = StreamingFeed(train_urls, rank, size, config.max_len, plan.buffer(rank, conf.shuffle_buffer))
     valid = read_valid_shard(valid_urls, rank, size, config.max_len, exclude_types)
-    # every rank computes the same plan from the footers; the Max makes the agreement a collective fact
-    steps = int(hvd.allreduce(torch.tensor(plan.steps(conf.batch_size)), op=hvd.Max, name="steps"))
+    steps = plan.steps(conf.batch_size)  # the driver's plan, the same on every rank: no rank waits at an allreduce
     targets, seen = feed.item_counts(config.n_items) if conf.loss == "sampled" or config.text_dim else (None, None)
-    loss_fn = make_loss(conf.loss, conf.negatives, _item_counts(hvd, targets) if conf.loss == "sampled" else None)
+    # the sampled loss draws negatives by training popularity over every rank's rows
+    popularity = (hvd.allreduce(torch.from_numpy(targets), op=hvd.Sum, name="item_counts")
+                  if conf.loss == "sampled" else None)
+    loss_fn = make_loss(conf.loss, conf.negatives, popularity)
     model = _initial_model(hvd, config, conf.seed, seen, text, init_state).to(device)
     hvd.broadcast_parameters(model.state_dict(), root_rank=0)
     init_checksum = parameter_checksum(model)
@@ -125,11 +128,6 @@ def _train(hvd, train_urls: list[str], valid_urls: list[str], config: ModelConfi
         "init_checksum": init_checksum, "seconds": time.perf_counter() - start,
         "state_dict": state["best_state"] if rank == 0 else None,
     }
-
-
-def _item_counts(hvd, targets: np.ndarray) -> torch.Tensor:
-    """Training popularity over every rank's rows: the sampled loss's proposal for negatives."""
-    return hvd.allreduce(torch.from_numpy(targets), op=hvd.Sum, name="item_counts")
 
 
 def _initial_model(hvd, config: ModelConfig, seed: int, seen: np.ndarray | None, text: np.ndarray | None,

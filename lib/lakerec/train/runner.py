@@ -62,7 +62,8 @@ def train_distributed(spark: SparkSession, train_urls: list[str], valid_urls: li
     driver JVM's, which `lakerec.spark` forwards as it comes. (Horovod's stdout=/stderr= streams deliver it in 64 KiB
     chunks, an epoch line minutes late.)"""
     _check_slots(spark, conf.ranks)
-    plan_feed(train_urls, conf.ranks, conf.shuffle_buffer)  # a FeedError here, not in a rank minutes later
+    # read once, here: a FeedError before any rank starts, and the ranks take this plan rather than reread footers
+    plan = plan_feed(train_urls, conf.ranks, conf.shuffle_buffer)
     text_path = None if text is None else write_item_text(text, Path(checkpoint_dir))
     timeout = str(conf.timeout_s)  # a collective some rank never joins is a stall: shut down instead of waiting
     # the ranks' environment (Horovod reads its timeouts there): this process's, plus the timeouts
@@ -70,8 +71,8 @@ def train_distributed(spark: SparkSession, train_urls: list[str], valid_urls: li
            "HOROVOD_STALL_SHUTDOWN_TIME_SECONDS": timeout}
     try:
         reports = horovod.spark.run(
-            train_rank, args=(train_urls, valid_urls, model_config.to_dict(), conf, checkpoint_dir, text_path, progress,
-                              exclude_types, on_epoch, init_state, fail_rank),
+            train_rank, args=(train_urls, valid_urls, plan, model_config.to_dict(), conf, checkpoint_dir, text_path,
+                              progress, exclude_types, on_epoch, init_state, fail_rank),
             num_proc=conf.ranks, use_gloo=True, start_timeout=conf.timeout_s, env=env, verbose=0,
         )
     except Exception as e:  # horovod names the first rank that failed; its traceback is in the job's stderr
