@@ -396,6 +396,7 @@ class CandidatesConf(_Strict):
 class ScoreConf(_Strict):
     top_n: int = Field(10, ge=1)
     batch_size: int = Field(256, ge=1)
+    item_chunk: int = Field(65536, ge=1)  # candidates scored at once: memory is batch_size x item_chunk scores
     model_version: int | None = None  # None: model_alias, else this pipeline run's version, else the latest
     model_alias: str | None = None  # e.g. "champion"; not together with model_version
     silver_version: int | None = Field(None, ge=0)  # silver.events version of the histories; None: the last silver run's

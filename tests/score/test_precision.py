@@ -126,6 +126,25 @@ def test_too_few_allowed_candidates_or_users_take_fp32_with_its_rows(spark):
     assert (counters.shortlisted.value, counters.fallback.value) == (0, 7)
 
 
+def test_item_chunks_change_no_row_in_either_precision(spark):
+    """score.item_chunk bounds memory only: candidates scored in chunks (of 57, or of 7, fewer than the shortlist)
+    give the rows of one block, for model users (fp32 and bf16, with a near-everything-seen user) and cold users
+    (the popularity fallback, with tied popularity across chunks)."""
+    item_ids = [f"i{k:03d}" for k in range(1, 401)]
+    histories = _random_histories(item_ids, 40, L) | {"all": item_ids[:396], "cold": ["unknown"]}
+    popular = np.random.default_rng(5).integers(0, 4, len(item_ids)).astype(np.float32)  # many ties
+    candidates = Candidates(np.arange(1, len(item_ids) + 1), popular)
+    events, model = _events(spark, histories), _model(len(item_ids))
+    whole = _both(spark, model, item_ids, events, ScoreConf(top_n=5), candidates, partitions=1)[0]
+    assert (whole[T.USER_ID] == "cold").sum() == 5 and (whole[T.REASON_KIND] == "popular").sum() == 5
+    for chunk in (57, 7):
+        fp32, bf16, counters = _both(spark, model, item_ids, events, ScoreConf(top_n=5, item_chunk=chunk),
+                                     candidates, partitions=1)
+        pd.testing.assert_frame_equal(fp32, whole)
+        pd.testing.assert_frame_equal(bf16, whole)
+        assert counters.shortlisted.value > 0  # the chunked bf16 shortlist proved users, not only fell back
+
+
 @pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])
 def test_torch_bf16_products_stay_within_the_bound_the_proof_uses(scale):
     """|bf16 score - exact score| <= c1 |bf16 score| + c2 ||u|| ||v||: inputs rounded to bf16, products summed in

@@ -5,8 +5,11 @@ Steps, each a function: `user_states` (silver.events -> the model's input and th
 `score_users` (mapInPandas: each task rebuilds the model once from a broadcast, scores users in batches against the
 candidate matrix and keeps the top N under lakerec.models.topk's rule), `stamp` (lineage on every row).
 
-Memory per task is batch_size x candidates floats plus one Arrow batch of users, never a function of the number of
-users, and nothing user-level is collected to the driver (candidates and popularity are item-level).
+Memory per task is batch_size x score.item_chunk floats (candidates are scored chunk by chunk, the top N merged
+across chunks under the same rule), the candidate vectors, and one Arrow batch of users: never a function of the
+number of users, nor batch_size x candidates; nothing user-level is collected to the driver (candidates and
+popularity are item-level). Chunks are of even size (the candidates split into ceil(C / item_chunk) parts), so no
+chunk is a sliver a matrix product would compute by another kernel.
 
 Precision (score.precision): fp32 scores every user against every candidate in fp32. bf16 gives the same lists
 for less: `_Scorer._top_bf16` scores against bf16 candidate vectors, keeps score.shortlist candidates per user
@@ -39,7 +42,7 @@ from lakerec.config import CandidatesConf, ScoreConf
 from lakerec.data.sequences import left_pad, order_keys
 from lakerec.models import build_model
 from lakerec.models.base import PAD, ModelConfig, SequenceEncoder
-from lakerec.models.topk import top_k
+from lakerec.models.topk import merge_top_k, top_k
 from lakerec.text.embeddings import cold_item_vectors
 
 EXCLUDE = "exclude"  # user_states column: the model item_idx the user is not recommended again
@@ -182,13 +185,13 @@ def score_users(spark: SparkSession, users: DataFrame, model: SequenceEncoder, i
     # weights + config, rebuilt from library code on the executors (no pickled module travels)
     payload = spark.sparkContext.broadcast((model.config.to_dict(), buffer.getvalue(), list(item_ids),
                                             candidates.item_idx, candidates.popularity, text_only))
-    top_n, batch_size = conf.top_n, conf.batch_size
+    top_n, batch_size, item_chunk = conf.top_n, conf.batch_size, conf.item_chunk
     shortlist = conf.shortlist_size if conf.precision == "bf16" else None
     counted = counters or ScoreCounters(None, None)
 
     def score_partition(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         torch.set_num_threads(1)  # one core per Spark task: tasks, not threads, give the parallelism
-        scorer = _Scorer(*payload.value, shortlist=shortlist)
+        scorer = _Scorer(*payload.value, shortlist=shortlist, item_chunk=item_chunk)
         for pdf in batches:
             yield from scorer.score(pdf, top_n, batch_size)
         if counted.shortlisted is not None:
@@ -202,7 +205,8 @@ class _Scorer:
     """Lives in a Spark task: the model, the candidate matrix and the fallback, built once per partition."""
 
     def __init__(self, config: dict, weights: bytes, item_ids: list[str], candidate_idx: np.ndarray,
-                 fallback: np.ndarray, text_only: np.ndarray | None, shortlist: int | None = None):
+                 fallback: np.ndarray, text_only: np.ndarray | None, shortlist: int | None = None,
+                 item_chunk: int = 65536):
         self.net = build_model(ModelConfig.from_dict(config))
         self.net.load_state_dict(torch.load(io.BytesIO(weights), weights_only=True))
         self.net.eval()
@@ -210,7 +214,9 @@ class _Scorer:
             self.items = self.net.item_vectors().clone()  # [n_items + 1 (+ text-only items), d], row = item_idx
         if text_only is not None and len(text_only):
             self.items = torch.cat([self.items, torch.as_tensor(text_only)])
-        self.candidates_t = self.items[torch.as_tensor(candidate_idx)].T.contiguous()  # [d, C]
+        self.chunks = even_chunks(candidate_idx.size, item_chunk)  # [(lo, hi)] candidate columns scored at once
+        candidates = self.items[torch.as_tensor(candidate_idx)]  # [C, d]
+        self.candidates_t = [candidates[lo:hi].T.contiguous() for lo, hi in self.chunks]  # per chunk [d, hi - lo]
         self.position = np.full(len(item_ids) + 1, -1, dtype=np.int64)  # item_idx -> column among candidates
         self.position[candidate_idx] = np.arange(candidate_idx.size)
         self.ids = np.array([None, *item_ids], dtype=object)  # item_idx -> item_id
@@ -220,8 +226,8 @@ class _Scorer:
         self.shortlist = shortlist  # None: fp32 scoring
         self.shortlisted = self.fallback_users = 0  # users each bf16 path published (ScoreCounters)
         if shortlist is not None:
-            self.candidates_bf16 = self.candidates_t.bfloat16()  # [d, C]
-            self.candidate_rows = self.candidates_t.T.contiguous()  # [C, d]: the exact re-rank gathers rows
+            self.candidates_bf16 = [c.bfloat16() for c in self.candidates_t]
+            self.candidate_rows = candidates.contiguous()  # [C, d]: the exact re-rank gathers rows
             self.max_norm = float(self.candidate_rows.double().norm(dim=1).max()) if candidate_idx.size else 0.0
 
     def score(self, pdf: pd.DataFrame, top_n: int, batch_size: int) -> Iterator[pd.DataFrame]:
@@ -243,7 +249,7 @@ class _Scorer:
             top = self._top_bf16(user_vectors, excludes, top_n)
         else:
             self.fallback_users += len(users) if self.shortlist is not None else 0
-            top = top_k(self._penalise(user_vectors @ self.candidates_t, excludes), top_n)
+            top = self._top_fp32(user_vectors, excludes, top_n)
         picked = self.items[self.candidate_idx[top[1]]]  # [B, N, d]
         contribution = attribution.unsqueeze(2) * torch.einsum("bld,bnd->bln", self.items[inputs], picked)
         contribution.masked_fill_((attribution <= 0).unsqueeze(2), float("-inf"))  # padding is no reason
@@ -260,14 +266,12 @@ class _Scorer:
            the sum rounded to bf16), fp32 itself within g ||u|| ||v||. If r_N - t > c1|t| + (c2 + 3g) ||u|| max||v||,
            every left-out item's fp32 score is below r_N: the N from the shortlist are fp32's N, ties included.
         """
-        k, n_candidates = self.shortlist, self.candidates_t.shape[1]
+        k, n_candidates = self.shortlist, self.chunks[-1][1]
         rows, cols = self._excluded(excludes)
         allowed = n_candidates - np.bincount(rows, minlength=len(excludes))
         exact = torch.zeros(len(excludes), dtype=torch.bool)
         if k < n_candidates:
-            scores = user_vectors.bfloat16() @ self.candidates_bf16
-            scores[torch.as_tensor(rows), torch.as_tensor(cols)] = float("-inf")
-            best, shortlist = torch.topk(scores, k + 1, dim=1)
+            best, shortlist = self._best_bf16(user_vectors.bfloat16(), rows, cols, k + 1)
             left_out = best[:, k].double()
             shortlist = torch.sort(shortlist[:, :k], dim=1).values  # candidate order: the tie rule's "lower column"
             values, picked = top_k(self._fp32_dot(user_vectors, shortlist), top_n)
@@ -278,8 +282,8 @@ class _Scorer:
             reach = user_vectors.double().norm(dim=1) * self.max_norm * (1 + 1e-6) + 1e-30  # + flushed subnormals
             margin = c1 * left_out.abs() + (c2 + 3 * g) * reach
             exact = (values[:, -1].double() - left_out > margin) & torch.as_tensor(allowed > k)
-        if not exact.all():  # the whole group's product, so the floats are those fp32 mode computes
-            full = top_k(self._penalise(user_vectors @ self.candidates_t, excludes), top_n)
+        if not exact.all():  # the whole group's products, so the floats are those fp32 mode computes
+            full = self._top_fp32(user_vectors, excludes, top_n)
             if not exact.any():
                 self.fallback_users += len(excludes)
                 return full
@@ -288,6 +292,38 @@ class _Scorer:
         self.shortlisted += int(exact.sum())
         self.fallback_users += int((~exact).sum())
         return values, columns
+
+    def _best_bf16(self, user_vectors: torch.Tensor, rows: np.ndarray, cols: np.ndarray,
+                   k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The k best bf16 scores of each user and their candidate columns, excluded items -inf, chunk by chunk (a
+        running torch.topk: which of the items tied in bf16 is kept does not matter, the proof bounds them all)."""
+        best = None
+        for (lo, hi), chunk in zip(self.chunks, self.candidates_bf16):
+            scores = user_vectors @ chunk
+            inside = (cols >= lo) & (cols < hi)
+            scores[torch.as_tensor(rows[inside]), torch.as_tensor(cols[inside] - lo)] = float("-inf")
+            values, columns = torch.topk(scores, min(k, hi - lo), dim=1)
+            best = (values, columns + lo) if best is None else merge_top_k(best, (values, columns + lo), k)
+        return best
+
+    def _top_fp32(self, user_vectors: torch.Tensor, excludes: np.ndarray,
+                  top_n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact fp32 top N (excluded items penalised) under lakerec.models.topk's rule, chunk by chunk."""
+        return self._top_chunked(lambda i: user_vectors @ self.candidates_t[i], excludes, top_n)
+
+    def _top_chunked(self, chunk_scores, excludes: np.ndarray, top_n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The top N of scores made chunk by chunk (chunk_scores(i) -> [B, hi - lo] fp32 of self.chunks[i]), the
+        excluded items penalised, merged in column order: the list one block over every candidate would give."""
+        rows, cols = self._excluded(excludes)
+        top = None
+        for i, (lo, hi) in enumerate(self.chunks):
+            scores = chunk_scores(i)
+            inside = (cols >= lo) & (cols < hi)
+            if inside.any():
+                scores[torch.as_tensor(rows[inside]), torch.as_tensor(cols[inside] - lo)] -= HISTORY_PENALTY
+            values, columns = top_k(scores, top_n)
+            top = (values, columns + lo) if top is None else merge_top_k(top, (values, columns + lo), top_n)
+        return top
 
     def _fp32_dot(self, user_vectors: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
         """[B, K] fp32 scores of the given candidate columns, each a chain of fused multiply-adds in dimension
@@ -304,14 +340,9 @@ class _Scorer:
         return rounded
 
     def _popular(self, users: np.ndarray, inputs: torch.Tensor, excludes: np.ndarray, top_n: int) -> pd.DataFrame:
-        scores = self.fallback.expand(len(users), -1).clone()
-        return self._rows(users, top_k(self._penalise(scores, excludes), top_n), None, REASON_POPULAR)
-
-    def _penalise(self, scores: torch.Tensor, excludes: np.ndarray) -> torch.Tensor:
-        rows, cols = self._excluded(excludes)
-        if rows.size:
-            scores[torch.as_tensor(rows), torch.as_tensor(cols)] -= HISTORY_PENALTY
-        return scores
+        top = self._top_chunked(lambda i: self.fallback[slice(*self.chunks[i])].expand(len(users), -1).clone(),
+                                excludes, top_n)
+        return self._rows(users, top, None, REASON_POPULAR)
 
     def _excluded(self, excludes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(row, candidate column) of each excluded item that is a candidate (lists are distinct: user_states)."""
@@ -335,6 +366,13 @@ class _Scorer:
             T.REASON_ITEM_ID: reasons if reasons is not None else np.full(n * top_n, None, dtype=object),
             T.REASON_KIND: kind,
         })
+
+
+def even_chunks(columns: int, most: int) -> list[tuple[int, int]]:
+    """[(lo, hi)] covering range(columns) in ceil(columns / most) parts of sizes differing by at most one."""
+    parts = max(1, -(-columns // most))
+    bounds = [round(i * columns / parts) for i in range(parts + 1)]
+    return list(zip(bounds, bounds[1:]))
 
 
 def stamp(topn: DataFrame, model_name: str, model_version: str, run_id: str, silver_version: int) -> DataFrame:
