@@ -30,10 +30,11 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils import logging_utils
 
 from lakerec import tables as T
+from lakerec.evaluate.metrics import model_scores, score_users
 from lakerec.tracking import PIPELINE_RUN_TAG
 from lakerec.models import build_model
 from lakerec.models.base import PAD, ModelConfig, SequenceEncoder
-from lakerec.models.topk import NO_ITEM, top_k
+from lakerec.models.topk import NO_ITEM
 
 ARTIFACT_DIR = "model"  # the one directory artifact holding the three files below
 LEGACY_ARTIFACT_DIR = "sasrec"  # its name in versions logged before the rename
@@ -220,14 +221,13 @@ class SequencePyfunc(mlflow.pyfunc.PythonModel):
         exclude = bool(params.get("exclude_history", True))
         histories = [[self.idx_of[i] for i in map(str, row) if i in self.idx_of]
                      for row in model_input[PREDICT_COLUMN]]
-        inputs = torch.as_tensor(np.stack([_left_pad(h, self.model.config.max_len) for h in histories]))
-        with torch.inference_mode():
-            scores = self.model.user_vectors(inputs) @ self.model.item_vectors().T
-            scores[:, PAD] = float("-inf")
-            if exclude:
-                for row, history in enumerate(histories):
-                    scores[row, history] = float("-inf")
-            top = top_k(scores, k)[1].numpy()
+        inputs = np.stack([_left_pad(h, self.model.config.max_len) for h in histories])
+        excluded = [np.asarray(h if exclude else [], dtype=np.int64) for h in histories]
+        n_items = self.model.config.n_items
+        # the evaluator's ranking: users in batches, items in chunks (no [rows x items] block), topk's rule
+        _, top = score_users(model_scores(self.model), inputs, np.full(len(histories), PAD), excluded, n_items,
+                             list_k=min(k, n_items))
+        top = top.numpy()
         out = [[self.item_ids[j] for j in row if j != NO_ITEM] if h else [] for row, h in zip(top, histories)]
         return pd.DataFrame({PREDICT_COLUMN: out})
 
