@@ -255,6 +255,7 @@ class SequencesConf(_Strict):
     max_len: int = Field(50, ge=2)
     min_events: int = Field(3, ge=3)
     window_stride: int = Field(25, ge=1)  # long training histories are cut into max_len windows this far apart
+    prefixes: bool = False  # windows also below the first full one, down to the first target (subsequence augmentation)
     holdout: HoldoutConf = HoldoutConf()
 
 

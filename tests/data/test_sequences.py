@@ -104,6 +104,22 @@ def test_long_histories_become_windows_whose_targets_cover_each_position(spark):
         assert len(pairs) == 10 and all(t == i + 1 for i, t in pairs)  # each target is the item after its input
 
 
+def test_prefixes_end_a_window_every_stride_down_to_the_first_target(spark):
+    history = list(range(1, 15))  # 14 items: train part 1..12, targets at positions 1..11
+    df = spark.createDataFrame([("u", history, 14)], f"{T.USER_ID} string, {T.HISTORY} array<int>, {T.TEST_TARGET} int")
+    conf = SequencesConf(max_len=5, min_events=3, window_stride=3, prefixes=True)
+    windows = build_train_windows(df, conf).collect()
+    ends = [max(w[T.TRAIN_TARGET]) - 1 for w in windows]  # target item t sits at position t - 1
+    assert [w[T.WINDOW] for w in windows] == [0, 1, 2, 3, 4]
+    assert ends == [11, 8, 5, 2, 1]  # every 3 from the newest, then the first target (not stopping at the full window)
+    for w, end in zip(windows, ends):
+        pairs = [(i, t) for i, t in zip(w[T.TRAIN_INPUT], w[T.TRAIN_TARGET]) if t]
+        assert len(pairs) == min(5, end) and all(t == i + 1 for i, t in pairs)
+        assert w[T.TRAIN_TARGET][-1] == end + 1  # each window's newest target at the last position
+    plain = build_train_windows(df, SequencesConf(max_len=5, min_events=3, window_stride=3)).collect()
+    assert [max(w[T.TRAIN_TARGET]) - 1 for w in plain] == [11, 8, 5]  # without: the oldest window is the first full one
+
+
 def test_timestamp_ties_follow_file_order_when_silver_has_it(spark):
     same = t.replace(minute=5)
     rows = [("e9", "u", "A", same, "part-1", 3), ("e1", "u", "B", same, "part-1", 1), ("e5", "u", "C", same, "part-0", 7),

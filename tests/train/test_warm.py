@@ -169,3 +169,7 @@ def test_new_windows_hold_a_target_the_parent_never_trained_on_and_replay_is_a_s
     assert warm_windows(windows, current, parent, conf, 0.0, 1)[1].count() == 0
     assert warm_windows(windows, current, parent, conf, 0.9, 1)[1].count() == len(old)  # capped by what exists
     assert new.columns == windows.columns
+    # with prefixes, a's windows end at 9, 7, 5, 3, 1 and c's at 2, 1: the same rule marks what is new
+    prefixes = conf.model_copy(update={"prefixes": True})
+    new = warm_windows(build_train_windows(current, prefixes), current, parent, prefixes, 0.5, seed=1)[0]
+    assert sorted((r[T.USER_ID], r[T.WINDOW]) for r in new.collect()) == [("a", 0), ("c", 0), ("c", 1)]

@@ -14,6 +14,9 @@ event type: evaluation filters the excluded items by it as scoring does (lakerec
 Training reads silver.train_windows instead of train_input/train_target: h[:-2] cut into windows of L
 (input, next item) pairs ending every `window_stride` items from the newest back, the oldest window full
 (or the whole training history when it is shorter than L), so every training position is in some window.
+With `prefixes` the windows go on below the first full one, down to the first target: every prefix of the
+history (at that stride) is a sample whose newest target sits at the last position, where inference reads
+(the subsequence augmentation of CoSeRec, ICLRec and ICSRec).
 """
 from __future__ import annotations
 
@@ -116,7 +119,7 @@ def build_train_windows(sequences: DataFrame, conf: SequencesConf) -> DataFrame:
     """silver.sequences -> silver.train_windows: (user_id, window, train_input, train_target), window 0 newest.
 
     With m = len(h[:-2]) items, targets are positions 1..m-1 (0-based); window k ends at target position
-    e_k = max(m-1 - k*stride, min(L, m-1)) and holds the L targets up to it, each with the item before it.
+    window_end(k) and holds the L targets up to it, each with the item before it.
     """
     length, stride = conf.max_len, conf.window_stride
     train_part = _head(F.col(T.HISTORY), F.size(T.HISTORY) - 2)
@@ -124,9 +127,9 @@ def build_train_windows(sequences: DataFrame, conf: SequencesConf) -> DataFrame:
              .select(T.USER_ID, train_part.alias("_h"))
              .where(F.size("_h") >= 2)
              .withColumn("_m", F.size("_h")))
-    n_windows = 1 + F.ceil(F.greatest(F.col("_m") - 1 - length, F.lit(0)) / stride).cast("int")
+    n_windows = 1 + F.ceil((F.col("_m") - 1 - _oldest_end(conf)) / stride).cast("int")
     exploded = users.select("*", F.explode(F.sequence(F.lit(0), n_windows - 1)).alias(T.WINDOW))
-    end = F.greatest(F.col("_m") - 1 - F.col(T.WINDOW) * stride, F.least(F.lit(length), F.col("_m") - 1))
+    end = window_end(conf)
     start = F.greatest(F.lit(1), end - length + 1)  # first target position, 0-based
     count = end - start + 1
     return exploded.select(
@@ -137,21 +140,33 @@ def build_train_windows(sequences: DataFrame, conf: SequencesConf) -> DataFrame:
     )
 
 
+def window_end(conf: SequencesConf) -> Column:
+    """Target position (0-based) where window k = column `window` ends, for a training part of `_m` items.
+
+    Every `window_stride` items from the newest (m-1) back, not below the first full window (L, or m-1 when
+    shorter), or with `prefixes` not below the first target (1).
+    """
+    return F.greatest(F.col("_m") - 1 - F.col(T.WINDOW) * conf.window_stride, _oldest_end(conf))
+
+
+def _oldest_end(conf: SequencesConf) -> Column:
+    """Where the oldest window ends: the first full window's last target, or with `prefixes` the first target."""
+    return F.lit(1) if conf.prefixes else F.least(F.lit(conf.max_len), F.col("_m") - 1)
+
+
 def warm_windows(windows: DataFrame, sequences: DataFrame, parent_sequences: DataFrame, conf: SequencesConf,
                  replay_share: float, seed: int) -> tuple[DataFrame, DataFrame]:
     """(new, replay) training windows for a run warm-started from a model trained on `parent_sequences`.
 
     New: the windows holding a target the parent never trained on. A user's training part had m_old items in the
     parent's snapshot and m now; targets at positions >= m_old are new (all of them for a user the parent did not
-    train), and window k ends at e_k (build_train_windows), so it is new when e_k >= max(m_old, 1). Replay: a
+    train), and window k ends at window_end(k), so it is new when it ends at or after max(m_old, 1). Replay: a
     seeded sample of the other windows, as many as make `replay_share` of the whole, against forgetting.
     """
-    length, stride = conf.max_len, conf.window_stride
     now = sequences.select(T.USER_ID, (F.size(T.HISTORY) - 2).alias("_m"))
     before = parent_sequences.where(F.col(T.TEST_TARGET) > 0).select(T.USER_ID, (F.size(T.HISTORY) - 2).alias("_old"))
     joined = windows.join(now, T.USER_ID).join(before, T.USER_ID, "left")
-    end = F.greatest(F.col("_m") - 1 - F.col(T.WINDOW) * stride, F.least(F.lit(length), F.col("_m") - 1))
-    is_new = end >= F.greatest(F.coalesce(F.col("_old"), F.lit(0)), F.lit(1))
+    is_new = window_end(conf) >= F.greatest(F.coalesce(F.col("_old"), F.lit(0)), F.lit(1))
     columns = windows.columns
     new = joined.where(is_new).select(*columns)
     n_new = new.count()
