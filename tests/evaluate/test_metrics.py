@@ -195,6 +195,9 @@ def test_item_chunks_give_the_ranks_and_lists_of_one_full_block(item_chunk):
                              item_chunk=item_chunk)
     assert torch.equal(ranks, expected_ranks) and torch.equal(top, expected_top)
     assert (ranks == MISSED).sum() >= 10 and (top == NO_ITEM).any() and len(np.unique(ranks)) > 10
+    no_ranks, lists = score_users(table_scorer(table), inputs, None, excluded, n, batch_size=7, list_k=10,
+                                  item_chunk=item_chunk)  # serving: no target to rank
+    assert no_ranks is None and torch.equal(lists, expected_top)
 
 
 def test_the_target_counts_once_at_its_own_score_when_blocks_round_differently():

@@ -84,31 +84,51 @@ class Exclusions:
 
 
 @dataclass
+class TopList:
+    """One batch's running top-k while its item chunks come in (item order), excluded items left out."""
+
+    top_values: torch.Tensor     # [B, <= k] the running top-k (lakerec.models.topk's rule)
+    top_items: torch.Tensor
+
+    @classmethod
+    def start(cls, rows: int) -> "TopList":
+        return cls(torch.zeros(rows, 0), torch.zeros(rows, 0, dtype=torch.long))
+
+    def add(self, block: torch.Tensor, lo: int, exclusions: Exclusions, k: int) -> torch.Tensor:
+        """Merge one chunk (block [B, C]: the scores of items lo .. lo + C - 1); returns it with the excluded
+        items at -inf."""
+        rows, columns = exclusions.within(lo, lo + block.shape[1])
+        masked = block.cpu().float().index_put((rows, columns), torch.tensor(float("-inf")))
+        if k:
+            values, best = top_k(masked, k)
+            self.top_values, self.top_items = merge_top_k((self.top_values, self.top_items), (values, best + lo), k)
+        return masked
+
+    def top(self) -> torch.Tensor:
+        """[B, k] items, NO_ITEM where no eligible item is left."""
+        return self.top_items.masked_fill(self.top_values == float("-inf"), NO_ITEM)
+
+
+@dataclass
 class RankState:
-    """One batch's running counts and top-k while its item chunks come in (item order)."""
+    """One batch's running target counts (items above and equal to each user's target) and top-k list."""
 
     targets: torch.Tensor       # [B]
     target_scores: torch.Tensor  # [B] float32, from the targets' own block
     higher: torch.Tensor         # [B] non-excluded items scoring above the target so far
     equal: torch.Tensor          # [B] items scoring equal, the target's own column included once
-    top_values: torch.Tensor     # [B, <= k] the running top-k (lakerec.models.topk's rule)
-    top_items: torch.Tensor
+    lists: TopList
 
     @classmethod
     def start(cls, scores: ItemScores, targets: torch.Tensor) -> "RankState":
         distinct, column = torch.unique(targets, return_inverse=True)
         own = scores(distinct).cpu().float()[torch.arange(len(targets)), column]
         zeros = torch.zeros(len(targets), dtype=torch.long)
-        return cls(targets, own, zeros, zeros.clone(), torch.zeros(len(targets), 0),
-                   torch.zeros(len(targets), 0, dtype=torch.long))
+        return cls(targets, own, zeros, zeros.clone(), TopList.start(len(targets)))
 
     def add(self, block: torch.Tensor, lo: int, exclusions: Exclusions, k: int) -> None:
         """Count and merge one chunk: block [B, C] holds the scores of items lo .. lo + C - 1."""
-        rows, columns = exclusions.within(lo, lo + block.shape[1])
-        masked = block.cpu().float().index_put((rows, columns), torch.tensor(float("-inf")))
-        if k:
-            values, best = top_k(masked, k)
-            self.top_values, self.top_items = merge_top_k((self.top_values, self.top_items), (values, best + lo), k)
+        masked = self.lists.add(block, lo, exclusions, k)
         inside = ((self.targets >= lo) & (self.targets < lo + block.shape[1])).nonzero()[:, 0]
         masked[inside, self.targets[inside] - lo] = self.target_scores[inside]  # the target at its own score
         own = self.target_scores.unsqueeze(1)
@@ -121,8 +141,7 @@ class RankState:
         return torch.where(exclusions.hit(self.targets), MISSED, self.higher + self.equal)
 
     def top(self) -> torch.Tensor:
-        """[B, k] items, NO_ITEM where no eligible item is left."""
-        return self.top_items.masked_fill(self.top_values == float("-inf"), NO_ITEM)
+        return self.lists.top()
 
 
 def ranking_metrics(ranks: torch.Tensor, ks: Sequence[int]) -> dict[str, float]:
@@ -139,35 +158,38 @@ def ranking_metrics(ranks: torch.Tensor, ks: Sequence[int]) -> dict[str, float]:
     return out
 
 
-def score_users(score_fn: ScoreFn, inputs: np.ndarray, targets: np.ndarray, excluded: Sequence[np.ndarray],
+def score_users(score_fn: ScoreFn, inputs: np.ndarray, targets: np.ndarray | None, excluded: Sequence[np.ndarray],
                 n_items: int, batch_size: int = 256, users: np.ndarray | None = None, list_k: int = 0,
-                item_chunk: int = ITEM_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+                item_chunk: int = ITEM_CHUNK) -> tuple[torch.Tensor | None, torch.Tensor]:
     """(ranks [U], top-k item lists [U, list_k]) of every user under score_fn, batch by batch, item chunk by item
     chunk (the largest score block: batch_size x item_chunk).
 
     excluded: per user, the items the serving rule does not rank (SplitData.excluded). The lists exclude what the
-    ranks exclude, under lakerec.models.topk's rule (NO_ITEM fills a list where fewer items are left). users:
-    passed to the scorer as its second argument when given (user-aware scorers).
+    ranks exclude, under lakerec.models.topk's rule (NO_ITEM fills a list where fewer items are left). targets
+    None: the lists only (serving), ranks None. users: passed to the scorer as its second argument when given
+    (user-aware scorers).
     """
-    if len(inputs) != len(targets) or len(targets) != len(excluded):
+    if len(inputs) != len(excluded) or (targets is not None and len(targets) != len(excluded)):
         raise ValueError("inputs, targets and excluded must have one entry per user")
-    if users is not None and len(users) != len(targets):
+    if users is not None and len(users) != len(excluded):
         raise ValueError("users must have one entry per user")
     if item_chunk < 1:
         raise ValueError(f"item_chunk must be >= 1, got {item_chunk}")
     ranks, tops = [torch.zeros(0, dtype=torch.long)], [torch.zeros(0, list_k, dtype=torch.long)]
     with torch.inference_mode():
-        for start in range(0, len(targets), batch_size):
+        for start in range(0, len(excluded), batch_size):
             stop = start + batch_size
             batch = torch.as_tensor(np.asarray(inputs[start:stop]), dtype=torch.long)
             scores = score_fn(batch) if users is None else score_fn(batch, users[start:stop])
             exclusions = Exclusions.of(excluded[start:stop])
-            state = RankState.start(scores, torch.as_tensor(np.asarray(targets[start:stop]), dtype=torch.long))
+            state = (TopList.start(len(batch)) if targets is None else
+                     RankState.start(scores, torch.as_tensor(np.asarray(targets[start:stop]), dtype=torch.long)))
             for lo in range(0, n_items + 1, item_chunk):
                 state.add(scores(torch.arange(lo, min(lo + item_chunk, n_items + 1))), lo, exclusions, list_k)
-            ranks.append(state.ranks(exclusions))
+            if targets is not None:
+                ranks.append(state.ranks(exclusions))
             tops.append(state.top())
-    return torch.cat(ranks), torch.cat(tops)
+    return (None if targets is None else torch.cat(ranks)), torch.cat(tops)
 
 
 def rank_users(score_fn: ScoreFn, inputs: np.ndarray, targets: np.ndarray, excluded: Sequence[np.ndarray],

@@ -225,7 +225,7 @@ class SequencePyfunc(mlflow.pyfunc.PythonModel):
         excluded = [np.asarray(h if exclude else [], dtype=np.int64) for h in histories]
         n_items = self.model.config.n_items
         # the evaluator's ranking: users in batches, items in chunks (no [rows x items] block), topk's rule
-        _, top = score_users(model_scores(self.model), inputs, np.full(len(histories), PAD), excluded, n_items,
+        _, top = score_users(model_scores(self.model), inputs, None, excluded, n_items,
                              list_k=min(k, n_items))
         top = top.numpy()
         out = [[self.item_ids[j] for j in row if j != NO_ITEM] if h else [] for row, h in zip(top, histories)]

@@ -205,8 +205,7 @@ class _Scorer:
     """Lives in a Spark task: the model, the candidate matrix and the fallback, built once per partition."""
 
     def __init__(self, config: dict, weights: bytes, item_ids: list[str], candidate_idx: np.ndarray,
-                 fallback: np.ndarray, text_only: np.ndarray | None, shortlist: int | None = None,
-                 item_chunk: int = 65536):
+                 fallback: np.ndarray, text_only: np.ndarray | None, *, shortlist: int | None, item_chunk: int):
         self.net = build_model(ModelConfig.from_dict(config))
         self.net.load_state_dict(torch.load(io.BytesIO(weights), weights_only=True))
         self.net.eval()
@@ -245,33 +244,37 @@ class _Scorer:
 
     def _model(self, users: np.ndarray, inputs: torch.Tensor, excludes: np.ndarray, top_n: int) -> pd.DataFrame:
         user_vectors, attribution = self.net.explain_user(inputs)
+        excluded = self._excluded(excludes)
         if self.shortlist is not None and len(users) >= BF16_MIN_USERS:
-            top = self._top_bf16(user_vectors, excludes, top_n)
+            top = self._top_bf16(user_vectors, excluded, top_n)
         else:
             self.fallback_users += len(users) if self.shortlist is not None else 0
-            top = self._top_fp32(user_vectors, excludes, top_n)
+            top = self._top_fp32(user_vectors, excluded, top_n)
         picked = self.items[self.candidate_idx[top[1]]]  # [B, N, d]
         contribution = attribution.unsqueeze(2) * torch.einsum("bld,bnd->bln", self.items[inputs], picked)
         contribution.masked_fill_((attribution <= 0).unsqueeze(2), float("-inf"))  # padding is no reason
         reasons = torch.gather(inputs, 1, contribution.argmax(dim=1))  # [B, N] item_idx of the history
         return self._rows(users, top, self.ids[reasons.numpy()].reshape(-1), REASON_HISTORY)
 
-    def _top_bf16(self, user_vectors: torch.Tensor, excludes: np.ndarray, top_n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _top_bf16(self, user_vectors: torch.Tensor, excluded: tuple[np.ndarray, np.ndarray],
+                  top_n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The fp32 top N of each user, found through a bf16 shortlist; the users it cannot prove take fp32.
 
-        1. bf16 scores ŝ of every candidate (excluded items -inf); the best K = shortlist, and t, the best ŝ left out.
+        1. bf16 scores ŝ of every candidate (excluded items penalised), chunk by chunk with a running torch.topk
+           (which of the items tied in bf16 is kept does not matter: the proof bounds them all); the best
+           K = shortlist, and t, the best ŝ left out (an allowed item: only users with more than K are proved).
         2. The K re-ranked as fp32 computes a dot product (fma per dimension, in order: MKL's sgemm does the same for
            d <= 128, so the floats equal fp32 mode's), top N under lakerec.models.topk's rule; r_N the N-th.
         3. Proof: |ŝ - s| <= c1|ŝ| + c2 ||u|| ||v|| for the exact s (inputs rounded to bf16, products summed in fp32,
            the sum rounded to bf16), fp32 itself within g ||u|| ||v||. If r_N - t > c1|t| + (c2 + 3g) ||u|| max||v||,
            every left-out item's fp32 score is below r_N: the N from the shortlist are fp32's N, ties included.
         """
-        k, n_candidates = self.shortlist, self.chunks[-1][1]
-        rows, cols = self._excluded(excludes)
-        allowed = n_candidates - np.bincount(rows, minlength=len(excludes))
-        exact = torch.zeros(len(excludes), dtype=torch.bool)
+        k, n_candidates, n_users = self.shortlist, self.chunks[-1][1], user_vectors.shape[0]
+        allowed = n_candidates - np.bincount(excluded[0], minlength=n_users)
+        exact = torch.zeros(n_users, dtype=torch.bool)
         if k < n_candidates:
-            best, shortlist = self._best_bf16(user_vectors.bfloat16(), rows, cols, k + 1)
+            low = user_vectors.bfloat16()
+            best, shortlist = self._top_chunked(lambda i: low @ self.candidates_bf16[i], excluded, k + 1, _torch_topk)
             left_out = best[:, k].double()
             shortlist = torch.sort(shortlist[:, :k], dim=1).values  # candidate order: the tie rule's "lower column"
             values, picked = top_k(self._fp32_dot(user_vectors, shortlist), top_n)
@@ -283,9 +286,9 @@ class _Scorer:
             margin = c1 * left_out.abs() + (c2 + 3 * g) * reach
             exact = (values[:, -1].double() - left_out > margin) & torch.as_tensor(allowed > k)
         if not exact.all():  # the whole group's products, so the floats are those fp32 mode computes
-            full = self._top_fp32(user_vectors, excludes, top_n)
+            full = self._top_fp32(user_vectors, excluded, top_n)
             if not exact.any():
-                self.fallback_users += len(excludes)
+                self.fallback_users += n_users
                 return full
             values = torch.where(exact.unsqueeze(1), values, full[0])
             columns = torch.where(exact.unsqueeze(1), columns, full[1])
@@ -293,36 +296,25 @@ class _Scorer:
         self.fallback_users += int((~exact).sum())
         return values, columns
 
-    def _best_bf16(self, user_vectors: torch.Tensor, rows: np.ndarray, cols: np.ndarray,
-                   k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The k best bf16 scores of each user and their candidate columns, excluded items -inf, chunk by chunk (a
-        running torch.topk: which of the items tied in bf16 is kept does not matter, the proof bounds them all)."""
-        best = None
-        for (lo, hi), chunk in zip(self.chunks, self.candidates_bf16):
-            scores = user_vectors @ chunk
-            inside = (cols >= lo) & (cols < hi)
-            scores[torch.as_tensor(rows[inside]), torch.as_tensor(cols[inside] - lo)] = float("-inf")
-            values, columns = torch.topk(scores, min(k, hi - lo), dim=1)
-            best = (values, columns + lo) if best is None else merge_top_k(best, (values, columns + lo), k)
-        return best
-
-    def _top_fp32(self, user_vectors: torch.Tensor, excludes: np.ndarray,
+    def _top_fp32(self, user_vectors: torch.Tensor, excluded: tuple[np.ndarray, np.ndarray],
                   top_n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Exact fp32 top N (excluded items penalised) under lakerec.models.topk's rule, chunk by chunk."""
-        return self._top_chunked(lambda i: user_vectors @ self.candidates_t[i], excludes, top_n)
+        return self._top_chunked(lambda i: user_vectors @ self.candidates_t[i], excluded, top_n)
 
-    def _top_chunked(self, chunk_scores, excludes: np.ndarray, top_n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The top N of scores made chunk by chunk (chunk_scores(i) -> [B, hi - lo] fp32 of self.chunks[i]), the
-        excluded items penalised, merged in column order: the list one block over every candidate would give."""
-        rows, cols = self._excluded(excludes)
+    def _top_chunked(self, chunk_scores, excluded: tuple[np.ndarray, np.ndarray], k: int,
+                     select=top_k) -> tuple[torch.Tensor, torch.Tensor]:
+        """The best k of scores made chunk by chunk (chunk_scores(i) -> [B, hi - lo] of self.chunks[i]), the
+        excluded (row, column) pairs penalised, each chunk's best by `select`, merged in column order: with
+        top_k, the list one block over every candidate would give."""
+        rows, cols = excluded
         top = None
         for i, (lo, hi) in enumerate(self.chunks):
             scores = chunk_scores(i)
             inside = (cols >= lo) & (cols < hi)
             if inside.any():
                 scores[torch.as_tensor(rows[inside]), torch.as_tensor(cols[inside] - lo)] -= HISTORY_PENALTY
-            values, columns = top_k(scores, top_n)
-            top = (values, columns + lo) if top is None else merge_top_k(top, (values, columns + lo), top_n)
+            values, columns = select(scores, min(k, hi - lo))
+            top = (values, columns + lo) if top is None else merge_top_k(top, (values, columns + lo), k)
         return top
 
     def _fp32_dot(self, user_vectors: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
@@ -341,7 +333,7 @@ class _Scorer:
 
     def _popular(self, users: np.ndarray, inputs: torch.Tensor, excludes: np.ndarray, top_n: int) -> pd.DataFrame:
         top = self._top_chunked(lambda i: self.fallback[slice(*self.chunks[i])].expand(len(users), -1).clone(),
-                                excludes, top_n)
+                                self._excluded(excludes), top_n)
         return self._rows(users, top, None, REASON_POPULAR)
 
     def _excluded(self, excludes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -366,6 +358,11 @@ class _Scorer:
             T.REASON_ITEM_ID: reasons if reasons is not None else np.full(n * top_n, None, dtype=object),
             T.REASON_KIND: kind,
         })
+
+
+def _torch_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """torch.topk along rows: the bf16 shortlist's selector, where the order of ties does not matter."""
+    return torch.topk(scores, k, dim=1)
 
 
 def even_chunks(columns: int, most: int) -> list[tuple[int, int]]:
