@@ -321,6 +321,9 @@ class TrainConf(_Strict):
     threads: int | None = Field(None, ge=1)  # torch threads per rank; None: the machine's cores / local ranks
     seed: int = 42
     timeout_s: int = Field(120, ge=1)
+    # glibc MALLOC_MMAP_THRESHOLD_ in the ranks' environment: blocks above this many bytes are mmapped and given
+    # back when freed, so a rank's memory does not creep up with the steps; None: glibc's adaptive threshold
+    malloc_mmap_threshold: int | None = Field(None, ge=0)
     text: TextModelConf = TextModelConf()
     bsarec: BSARecConf = BSARecConf()
     contrastive: ContrastiveConf = ContrastiveConf()

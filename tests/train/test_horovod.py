@@ -100,11 +100,13 @@ def test_bsarec_with_item_dropout_stays_identical_on_two_ranks_and_a_pruner_stop
     trial = study.ask()
     reporter = tune.EpochReporter(storage, "s", tune.epoch_reporter(study, storage, trial).trial_id,
                                   optuna.pruners.ThresholdPruner(lower=2.0, n_warmup_steps=2))
-    conf = cfg.train.model_copy(update={"model": "bsarec", "item_dropout": 0.2, "epochs": 5, "patience": 5})
+    conf = cfg.train.model_copy(update={"model": "bsarec", "item_dropout": 0.2, "epochs": 5, "patience": 5,
+                                        "malloc_mmap_threshold": 131072})
     result = train_distributed(spark, petastorm_urls(lake.files(T.SILVER_TRAIN_WINDOWS)), valid_urls(lake), config,
                                conf, str(tmp_path / "ckpt"), on_epoch=reporter)
     assert len({r["checksum"] for r in result.ranks}) == 1 and len(result.ranks) == 2
     assert result.stopped and [h["epoch"] for h in result.history] == [1, 2]
+    assert [r["malloc_mmap_threshold"] for r in result.ranks] == ["131072"] * 2  # in each rank's own environment
     assert study.trials[0].intermediate_values == {e: h["valid_ndcg_10"] for e, h in zip((1, 2), result.history)}
     with pytest.raises(optuna.TrialPruned):
         tune.trial_value(result)

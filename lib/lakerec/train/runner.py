@@ -38,8 +38,8 @@ class TrainResult:
     state_dict: dict[str, torch.Tensor]  # the best epoch's weights
     history: list[dict]  # per epoch: epoch, train_loss (averaged across ranks), valid_ndcg_10, valid_hr_10, seconds
     best: dict  # the history entry of the best validation NDCG@10
-    ranks: list[dict]  # per rank: rank, device, rows, row_groups, shuffle_buffer, feed_peak_rows, valid_users,
-    #                   steps_per_epoch, checksum, seconds
+    ranks: list[dict]  # per rank: rank, device, rows, row_groups, shuffle_buffer, feed_peak_rows,
+    #                   malloc_mmap_threshold, valid_users, steps_per_epoch, checksum, seconds
     resumed_from: int  # the epoch the checkpoint this run continued had reached (0: a fresh run)
     stopped: bool = False  # on_epoch asked to stop (a pruned tuning trial)
 
@@ -65,10 +65,7 @@ def train_distributed(spark: SparkSession, train_urls: list[str], valid_urls: li
     # read once, here: a FeedError before any rank starts, and the ranks take this plan rather than reread footers
     plan = plan_feed(train_urls, conf.ranks, conf.shuffle_buffer)
     text_path = None if text is None else write_item_text(text, Path(checkpoint_dir))
-    timeout = str(conf.timeout_s)  # a collective some rank never joins is a stall: shut down instead of waiting
-    # the ranks' environment (Horovod reads its timeouts there): this process's, plus the timeouts
-    env = {**os.environ, "HOROVOD_GLOO_TIMEOUT_SECONDS": timeout, "HOROVOD_STALL_CHECK_TIME_SECONDS": timeout,
-           "HOROVOD_STALL_SHUTDOWN_TIME_SECONDS": timeout}
+    env = rank_env(conf)
     try:
         reports = horovod.spark.run(
             train_rank, args=(train_urls, valid_urls, plan, model_config.to_dict(), conf, checkpoint_dir, text_path,
@@ -86,6 +83,17 @@ def train_distributed(spark: SparkSession, train_urls: list[str], valid_urls: li
                        resumed_from=lead["resumed_from"], stopped=lead["stopped"],
                        ranks=[{k: v for k, v in r.items() if k not in ("state_dict", "history", "best")}
                               for r in reports])
+
+
+def rank_env(conf: TrainConf) -> dict[str, str]:
+    """The ranks' environment: this process's, plus Horovod's timeouts (a collective some rank never joins is a
+    stall: shut down instead of waiting) and train.malloc_mmap_threshold for glibc (read when the rank starts)."""
+    timeout = str(conf.timeout_s)
+    env = {**os.environ, "HOROVOD_GLOO_TIMEOUT_SECONDS": timeout, "HOROVOD_STALL_CHECK_TIME_SECONDS": timeout,
+           "HOROVOD_STALL_SHUTDOWN_TIME_SECONDS": timeout}
+    if conf.malloc_mmap_threshold is not None:
+        env["MALLOC_MMAP_THRESHOLD_"] = str(conf.malloc_mmap_threshold)
+    return env
 
 
 def write_item_text(text: np.ndarray, folder: Path) -> str:
