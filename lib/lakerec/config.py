@@ -323,7 +323,7 @@ class TrainConf(_Strict):
     timeout_s: int = Field(120, ge=1)
     # glibc MALLOC_MMAP_THRESHOLD_ in the ranks' environment: blocks above this many bytes are mmapped and given
     # back when freed, so a rank's memory does not creep up with the steps; None: glibc's adaptive threshold
-    malloc_mmap_threshold: int | None = Field(None, ge=0)
+    malloc_mmap_threshold: int | None = Field(8 * 2**20, ge=0)
     text: TextModelConf = TextModelConf()
     bsarec: BSARecConf = BSARecConf()
     contrastive: ContrastiveConf = ContrastiveConf()

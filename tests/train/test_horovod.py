@@ -1,5 +1,6 @@
 """Real Horovod ranks (Gloo) started by horovod.spark.run on the test Spark session, fed by Petastorm from the lake."""
 import math
+import os
 import time
 
 import numpy as np
@@ -18,7 +19,7 @@ from lakerec.lake import Lake
 from lakerec.models import build_model
 from lakerec.models.base import ModelConfig
 from lakerec.train import tune
-from lakerec.train.runner import ITEM_TEXT, TrainingError, train_distributed
+from lakerec.train.runner import ITEM_TEXT, TrainingError, rank_env, train_distributed
 from tests.conftest import CONF_DIR
 from tests.data.helpers import event_rows, own_mlflow_store, sequential_histories, write_silver
 
@@ -100,13 +101,11 @@ def test_bsarec_with_item_dropout_stays_identical_on_two_ranks_and_a_pruner_stop
     trial = study.ask()
     reporter = tune.EpochReporter(storage, "s", tune.epoch_reporter(study, storage, trial).trial_id,
                                   optuna.pruners.ThresholdPruner(lower=2.0, n_warmup_steps=2))
-    conf = cfg.train.model_copy(update={"model": "bsarec", "item_dropout": 0.2, "epochs": 5, "patience": 5,
-                                        "malloc_mmap_threshold": 131072})
+    conf = cfg.train.model_copy(update={"model": "bsarec", "item_dropout": 0.2, "epochs": 5, "patience": 5})
     result = train_distributed(spark, petastorm_urls(lake.files(T.SILVER_TRAIN_WINDOWS)), valid_urls(lake), config,
                                conf, str(tmp_path / "ckpt"), on_epoch=reporter)
     assert len({r["checksum"] for r in result.ranks}) == 1 and len(result.ranks) == 2
     assert result.stopped and [h["epoch"] for h in result.history] == [1, 2]
-    assert [r["malloc_mmap_threshold"] for r in result.ranks] == ["131072"] * 2  # in each rank's own environment
     assert study.trials[0].intermediate_values == {e: h["valid_ndcg_10"] for e, h in zip((1, 2), result.history)}
     with pytest.raises(optuna.TrialPruned):
         tune.trial_value(result)
@@ -173,3 +172,13 @@ def test_more_ranks_than_local_task_slots_is_a_clear_error(spark, lake_setup, tm
     with pytest.raises(TrainingError, match="concurrent Spark tasks"):
         train_distributed(spark, petastorm_urls(lake.files(T.SILVER_TRAIN_WINDOWS)), valid_urls(lake),
                           model_config(cfg), conf, str(tmp_path))
+
+
+def test_the_ranks_environment_carries_the_timeouts_and_the_allocator_threshold():
+    """What horovod.spark.run starts each rank's process with (glibc reads MALLOC_MMAP_THRESHOLD_ at that start)."""
+    train = load_config("test", conf_dir=CONF_DIR).train
+    env = rank_env(train)
+    assert env["MALLOC_MMAP_THRESHOLD_"] == str(8 * 2**20) == str(train.malloc_mmap_threshold)
+    assert env["HOROVOD_GLOO_TIMEOUT_SECONDS"] == str(train.timeout_s)
+    off = rank_env(train.model_copy(update={"malloc_mmap_threshold": None}))
+    assert ("MALLOC_MMAP_THRESHOLD_" in off) == ("MALLOC_MMAP_THRESHOLD_" in os.environ)

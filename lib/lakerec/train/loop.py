@@ -123,7 +123,6 @@ def _train(hvd, train_urls: list[str], valid_urls: list[str], plan: FeedPlan, co
     return {
         "rank": rank, "size": size, "device": str(device), "rows": plan.rows[rank], "row_groups": plan.row_groups[rank],
         "shuffle_buffer": feed.buffer, "feed_peak_rows": feed.peak_rows,
-        "malloc_mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_"),  # what glibc read at the rank's start
         "valid_users": len(valid), "steps_per_epoch": steps, "history": state["history"], "best": state["best"],
         "resumed_from": resumed_from, "stopped": stopped, "checksum": parameter_checksum(model),
         "init_checksum": init_checksum, "seconds": time.perf_counter() - start,

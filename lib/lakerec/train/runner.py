@@ -38,8 +38,8 @@ class TrainResult:
     state_dict: dict[str, torch.Tensor]  # the best epoch's weights
     history: list[dict]  # per epoch: epoch, train_loss (averaged across ranks), valid_ndcg_10, valid_hr_10, seconds
     best: dict  # the history entry of the best validation NDCG@10
-    ranks: list[dict]  # per rank: rank, device, rows, row_groups, shuffle_buffer, feed_peak_rows,
-    #                   malloc_mmap_threshold, valid_users, steps_per_epoch, checksum, seconds
+    ranks: list[dict]  # per rank: rank, device, rows, row_groups, shuffle_buffer, feed_peak_rows, valid_users,
+    #                   steps_per_epoch, checksum, seconds
     resumed_from: int  # the epoch the checkpoint this run continued had reached (0: a fresh run)
     stopped: bool = False  # on_epoch asked to stop (a pruned tuning trial)
 
