@@ -225,3 +225,12 @@ def test_the_run_key_holds_the_term_only_while_it_is_on(make_cfg):
     on = train_settings(make_cfg("train.contrastive.weight=0.1"))
     assert on["contrastive"]["weight"] == 0.1
     assert on != train_settings(make_cfg("train.contrastive.weight=0.1", "train.contrastive.temperature=0.3"))
+
+
+def test_the_ranks_allocator_is_no_part_of_the_run_key(make_cfg):
+    """Memory management changes no result: a lake trained before the key existed keeps its run keys."""
+    from jobs.train import train_settings
+
+    settings = train_settings(make_cfg())
+    assert "malloc_mmap_threshold" not in settings
+    assert settings == train_settings(make_cfg("train.malloc_mmap_threshold=null"))
