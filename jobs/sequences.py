@@ -21,7 +21,7 @@ def run(ctx: StageContext) -> StageResult:
     events = read_published(lake, T.SILVER_EVENTS)  # the last complete silver run's, not a killed run's
     items = lake.read(T.SILVER_ITEMS) if cfg.item_catalog is not None else no_catalog(ctx)
     inputs = json.dumps({T.SILVER_EVENTS: lake.reads[T.SILVER_EVENTS], T.SILVER_ITEMS: lake.reads.get(T.SILVER_ITEMS),
-                         "sequences": cfg.sequences.model_dump(mode="json"), "ranks": cfg.train.ranks}, sort_keys=True)
+                         "sequences": sequences_settings(cfg), "ranks": cfg.train.ranks}, sort_keys=True)
     if cfg.refresh.skip_done and built_from(ctx) == inputs:
         return StageResult(skipped=f"{T.SILVER_SEQUENCES} v{lake.version(T.SILVER_SEQUENCES)} is already built "
                                    f"from {T.SILVER_EVENTS} v{lake.reads[T.SILVER_EVENTS]}")
@@ -57,6 +57,12 @@ def run(ctx: StageContext) -> StageResult:
     if metrics["interactions"] != n_events:
         raise SequenceInputError(f"{n_events} events read but {metrics['interactions']} reached a sequence")
     return StageResult(metrics=metrics)
+
+
+def sequences_settings(cfg) -> dict:
+    """The sequences settings a build is keyed by (not `prefixes` while off, which builds as before it existed: a
+    lake built then still skips a rerun on the same inputs)."""
+    return cfg.sequences.model_dump(mode="json", exclude=None if cfg.sequences.prefixes else {"prefixes"})
 
 
 def built_from(ctx: StageContext) -> str | None:

@@ -120,6 +120,14 @@ def test_prefixes_end_a_window_every_stride_down_to_the_first_target(spark):
     assert [max(w[T.TRAIN_TARGET]) - 1 for w in plain] == [11, 8, 5]  # without: the oldest window is the first full one
 
 
+def test_prefixes_key_a_build_only_while_on():
+    """Off, `prefixes` is no part of what a build is keyed by: a lake built before it existed still skips a rerun."""
+    off = job.sequences_settings(load_config("test", conf_dir=CONF_DIR))
+    assert "prefixes" not in off and "window_stride" in off
+    on = job.sequences_settings(load_config("test", ["sequences.prefixes=true"], conf_dir=CONF_DIR))
+    assert on["prefixes"] is True
+
+
 def test_timestamp_ties_follow_file_order_when_silver_has_it(spark):
     same = t.replace(minute=5)
     rows = [("e9", "u", "A", same, "part-1", 3), ("e1", "u", "B", same, "part-1", 1), ("e5", "u", "C", same, "part-0", 7),
