@@ -127,7 +127,8 @@ def main() -> int:
         n_items = len(item_ids)
         scorers = {label: model_scores(model) for label, (model, _) in models.items()}
         scorers[POP] = popularity_scorer(rows, n_items, "test")
-        released = release_dates(lake.read(T.SILVER_ITEMS), lake.read(T.SILVER_EVENTS), item_ids)
+        seen = itemage.events_but_newest(lake.read(T.SILVER_EVENTS))  # no test target dates an undated item
+        released = release_dates(lake.read(T.SILVER_ITEMS), seen, item_ids)
         scorers[NEW_POP] = new_items_popularity_scorer(rows, n_items, released, cut,
                                                        cfg.evaluate.new_items_window_days, "test")
         scorers[TEXT_ONLY] = text_scorer(embedding_matrix(texts, item_ids))

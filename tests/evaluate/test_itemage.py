@@ -59,3 +59,19 @@ def test_events_before_test_drop_each_users_newest_and_items_without_history(spa
     first = (datetime.date(2020, 1, 1) - datetime.date(1970, 1, 1)).days
     # u1: c is the newest (test target), b is held out; u2: a is the newest, zz is outside the index
     assert got == [("u1", 1, first), ("u2", 3, first + 1)]
+
+
+def test_an_undated_items_release_day_never_comes_from_a_test_target(spark):
+    from lakerec.evaluate.baselines import release_dates
+    ts = lambda d: datetime.datetime(2020, 1, d, 12)
+    events = spark.createDataFrame(
+        [("e1", "u1", "a", ts(1)), ("e2", "u1", "n", ts(3)),                          # u1's target: n, day 3
+         ("e3", "u2", "a", ts(2)), ("e4", "u2", "n", ts(5)), ("e5", "u2", "m", ts(6))],  # u2's target: m
+        f"{T.EVENT_ID} string, {T.USER_ID} string, {T.ITEM_ID} string, {T.TS} timestamp")
+    items = spark.createDataFrame([("a", None), ("n", None), ("m", None)], f"{T.ITEM_ID} string, {T.PUBLISHED} date")
+    leaky = release_dates(items, events, ["a", "n", "m"])
+    seen = release_dates(items, A.events_but_newest(events), ["a", "n", "m"])
+    assert [str(d) for d in leaky[1:]] == ["2020-01-01", "2020-01-03", "2020-01-06"]  # dated by the targets
+    # n: first seen outside a target on day 5; m: only ever a target, so undated
+    assert [str(d) for d in seen[1:]] == ["2020-01-01", "2020-01-05", "NaT"]
+    assert set(A.events_but_newest(events).columns) == set(events.columns)

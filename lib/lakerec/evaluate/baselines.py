@@ -44,7 +44,9 @@ def same_for_everyone(flat: torch.Tensor) -> ScoreFn:
 
 def release_dates(items: DataFrame, events: DataFrame, item_ids: list[str]) -> np.ndarray:
     """[n_items + 1] datetime64[D] by item_idx (item_ids[i] is item_idx i + 1): silver.items.published where
-    present, else the day of the item's first event in `events`; NaT for padding and items with neither."""
+    present, else the day of the item's first event in `events`; NaT for padding and items with neither. Pass only
+    the events the evaluated split may see (itemage.events_but_newest for test): a target's own event would date
+    an undated item to the day it is picked, and make it look new."""
     first = events.groupBy(T.ITEM_ID).agg(F.to_date(F.min(T.TS)).alias("_first"))
     dated = (items.select(F.col(T.ITEM_ID).cast("string"), F.col(T.PUBLISHED))
              .join(first.select(F.col(T.ITEM_ID).cast("string"), "_first"), T.ITEM_ID, "full")

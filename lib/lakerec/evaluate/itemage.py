@@ -41,12 +41,18 @@ def release_day_numbers(released: np.ndarray) -> np.ndarray:
     return np.where(np.isnat(released), np.nan, days)
 
 
-def events_before_test(events: DataFrame, item_ids: Sequence[str], no_history: np.ndarray) -> pd.DataFrame:
-    """(user_id, item_idx, day) of what the test split may learn from: each user's events but the newest (the test
-    target), on items with ID history (no_history: [n_items + 1] bool by item_idx; items outside the index are
-    dropped too). day: days since the epoch, the event's UTC-agnostic calendar day as Spark reads it."""
+def events_but_newest(events: DataFrame) -> DataFrame:
+    """Each user's events but the newest (the test target): what the test split may learn from. Anything dated
+    from all events (an undated item's release day, a popularity "now") would otherwise see the targets."""
     newest_first = Window.partitionBy(T.USER_ID).orderBy(*(F.col(k).desc() for k in order_keys(events)))
-    rows = (events.withColumn("_n", F.row_number().over(newest_first)).where("_n > 1")
+    return events.withColumn("_n", F.row_number().over(newest_first)).where("_n > 1").drop("_n")
+
+
+def events_before_test(events: DataFrame, item_ids: Sequence[str], no_history: np.ndarray) -> pd.DataFrame:
+    """(user_id, item_idx, day) of events_but_newest on items with ID history (no_history: [n_items + 1] bool by
+    item_idx; items outside the index are dropped too). day: days since the epoch, the event's UTC-agnostic
+    calendar day as Spark reads it."""
+    rows = (events_but_newest(events)
             .select(F.col(T.USER_ID).cast("string"), F.col(T.ITEM_ID).cast("string"),
                     F.datediff(F.to_date(T.TS), F.lit("1970-01-01")).alias("day")).toPandas())
     index = {item: i + 1 for i, item in enumerate(item_ids)}
