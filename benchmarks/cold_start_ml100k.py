@@ -137,7 +137,7 @@ def main() -> int:
             matrix = np.stack([np.zeros(dim, np.float32)] + [by_id.get(i, np.zeros(dim, np.float32)) for i in item_ids])
             scorers[name] = text_scorer(matrix)
         no_history = split_popularity(split_data(rows, "test"), n_items) == 0
-        before = itemage.events_before_test(lake.read(T.SILVER_EVENTS), item_ids, no_history)
+        before = itemage.events_before_test(seen, item_ids, no_history)
         days = itemage.release_day_numbers(released)
         propensity = itemage.age_propensity(before[T.ITEM_IDX].to_numpy(), before["day"].to_numpy(), days)
         print(f"[{protocol}] item-age propensity by bucket (edges {itemage.AGE_EDGES_DAYS} days): "

@@ -7,7 +7,7 @@ import torch
 
 from lakerec import tables as T
 from lakerec.evaluate import itemage as A
-from lakerec.evaluate.baselines import same_for_everyone
+from lakerec.evaluate.baselines import release_dates, same_for_everyone
 
 
 def test_age_buckets_and_unreleased():
@@ -54,7 +54,7 @@ def test_events_before_test_drop_each_users_newest_and_items_without_history(spa
          ("e4", "u2", "c", ts(2)), ("e5", "u2", "a", ts(5)), ("e6", "u2", "zz", ts(1))],
         f"{T.EVENT_ID} string, {T.USER_ID} string, {T.ITEM_ID} string, {T.TS} timestamp")
     no_history = np.array([False, False, True, False])  # item b (idx 2) is held out
-    out = A.events_before_test(events, ["a", "b", "c"], no_history)
+    out = A.events_before_test(A.events_but_newest(events), ["a", "b", "c"], no_history)
     got = sorted(zip(out[T.USER_ID], out[T.ITEM_IDX], out["day"]))
     first = (datetime.date(2020, 1, 1) - datetime.date(1970, 1, 1)).days
     # u1: c is the newest (test target), b is held out; u2: a is the newest, zz is outside the index
@@ -62,7 +62,6 @@ def test_events_before_test_drop_each_users_newest_and_items_without_history(spa
 
 
 def test_an_undated_items_release_day_never_comes_from_a_test_target(spark):
-    from lakerec.evaluate.baselines import release_dates
     ts = lambda d: datetime.datetime(2020, 1, d, 12)
     events = spark.createDataFrame(
         [("e1", "u1", "a", ts(1)), ("e2", "u1", "n", ts(3)),                          # u1's target: n, day 3

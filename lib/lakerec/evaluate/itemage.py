@@ -48,11 +48,11 @@ def events_but_newest(events: DataFrame) -> DataFrame:
     return events.withColumn("_n", F.row_number().over(newest_first)).where("_n > 1").drop("_n")
 
 
-def events_before_test(events: DataFrame, item_ids: Sequence[str], no_history: np.ndarray) -> pd.DataFrame:
-    """(user_id, item_idx, day) of events_but_newest on items with ID history (no_history: [n_items + 1] bool by
-    item_idx; items outside the index are dropped too). day: days since the epoch, the event's UTC-agnostic
-    calendar day as Spark reads it."""
-    rows = (events_but_newest(events)
+def events_before_test(seen: DataFrame, item_ids: Sequence[str], no_history: np.ndarray) -> pd.DataFrame:
+    """(user_id, item_idx, day) of seen (events_but_newest's frame, shared with release_dates) on items with ID
+    history (no_history: [n_items + 1] bool by item_idx; items outside the index are dropped too). day: days since
+    the epoch, the event's UTC-agnostic calendar day as Spark reads it."""
+    rows = (seen
             .select(F.col(T.USER_ID).cast("string"), F.col(T.ITEM_ID).cast("string"),
                     F.datediff(F.to_date(T.TS), F.lit("1970-01-01")).alias("day")).toPandas())
     index = {item: i + 1 for i, item in enumerate(item_ids)}
