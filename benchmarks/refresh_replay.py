@@ -13,11 +13,12 @@ stage grows the item index, and
   (ii)  full: the train stage from scratch on everything so far,
   (iii) stale: the D0 model, never updated,
   (iv)  pop: the most rated items of the last period,
-are evaluated on the next period [t(k), t(k+1)): each user who rates in it and rated before, their history before
-t(k) as input, their first rating in it as the target, full ranking over every item known at t(k) (the items
-released during the replay included; history excluded; a target no model can know yet is a miss). Slice `cold`:
-targets first rated on or after D0. With --text the items and embed stages run and a text-only kNN joins (v).
-Printed per period and in total: NDCG@10, HR@10, cold NDCG@10, the training wall time of (i) and (ii); the last
+are evaluated on the next period [t(k), t(k+1)): every rating in it by a user who rated before t(k) is a target,
+next-item as a served model sees it (the user's ratings before it as input, those of the period included), full
+ranking over every item known at t(k) (the items released during the replay included; history excluded; a target
+no model can know yet is a miss). Slice `cold`: targets first rated on or after D0. With --text the items and
+embed stages run and a text-only kNN joins (v). Printed per period and in total (each target weighs the same):
+NDCG@10, HR@10, cold NDCG@10, the training wall time of (i) and (ii); the last
 line is `refresh_ndcg10_ratio_vs_full=<x> refresh_time_ratio_vs_full=<y> stale_ndcg10_ratio_vs_full=<z>
 newest_cold_ndcg10=<c> newest_cold_ratio_vs_textknn=<r>` (c: the refresh model's cold NDCG@10 over the replay;
 r: nan without --text). silver.events is written from u.data directly (ids, rating time, line order breaking
@@ -110,8 +111,8 @@ def main() -> int:
         split = next_period(ratings, bounds[k], bounds[k + 1], item_ids, cfg.sequences.max_len)
         recent = ratings[(ratings["ts"] >= bounds[k - 1]) & (ratings["ts"] < bounds[k])]
         cold = first_rated.reindex(split["target_item"]).to_numpy() >= np.datetime64(d0)
-        row = {"period": k, "start": bounds[k].date(), "users": len(split["targets"]),
-               "cold_users": int(cold.sum()), f"{REFRESH}_s": refresh_s, f"{FULL}_s": full_s}
+        row = {"period": k, "start": bounds[k].date(), "users": len(set(split["users"])),
+               "targets": len(split["targets"]), "cold": int(cold.sum()), f"{REFRESH}_s": refresh_s, f"{FULL}_s": full_s}
         fns = {name: aligned(model, meta["item_ids"], item_ids) for name, (model, meta) in scorers.items()}
         fns[POP] = popularity(recent, item_ids)
         if text is not None:
@@ -125,12 +126,12 @@ def main() -> int:
 
     table = pd.DataFrame(rows)
     names = [n for n in (REFRESH, FULL, STALE, POP, TEXT_KNN) if f"{n}_ndcg" in table]
-    total = {f"{n}_{m}": weighted(table, f"{n}_{m}", "cold_users" if m == "cold_ndcg" else "users")
+    total = {f"{n}_{m}": weighted(table, f"{n}_{m}", "cold" if m == "cold_ndcg" else "targets")
              for n in names for m in ("ndcg", "hr", "cold_ndcg")}
     pd.set_option("display.width", 250)
     print(f"\nlake {lake_root}; D0 {d0.date()}, {args.periods} periods of {args.days} days\n"
           f"{table.round(4).to_string(index=False)}")
-    print("total (user-weighted): " + " ".join(f"{k}={v:.4f}" for k, v in total.items()) +
+    print("total (target-weighted): " + " ".join(f"{k}={v:.4f}" for k, v in total.items()) +
           f" {REFRESH}_s={table[f'{REFRESH}_s'].sum():.0f} {FULL}_s={table[f'{FULL}_s'].sum():.0f}")
     text_cold = total.get(f"{TEXT_KNN}_cold_ndcg", float("nan"))
     print(f"refresh_ndcg10_ratio_vs_full={total['refresh_ndcg'] / total['full_ndcg']:.3f} "
@@ -184,21 +185,29 @@ def item_texts(cfg, spark, lake):
 
 
 def next_period(ratings, start, stop, item_ids: list[str], max_len: int) -> dict:
-    """Users rating in [start, stop) who rated before: left-padded history before start (item_idx), the first
-    rating in the period as the target (0 where the item is not in the index yet: a miss for every model)."""
+    """Every rating in [start, stop) by a user who rated before start is a target (next-item, as the served model
+    sees it): its input is the user's ratings before it, file order breaking ties, left-padded (item_idx; items the
+    index does not hold yet are dropped from the input); target 0 where its item is not in the index yet (a miss
+    for every model)."""
     import numpy as np
 
     idx = {item: i + 1 for i, item in enumerate(item_ids)}
-    before = ratings[ratings["ts"] < start].groupby("user_id")["item_id"].apply(list)
-    after = ratings[(ratings["ts"] >= start) & (ratings["ts"] < stop)].groupby("user_id")["item_id"].first()
-    users = [u for u in after.index if u in before.index]
-    histories = [[idx[i] for i in before[u]] for u in users]
-    inputs = np.zeros((len(users), max_len), dtype=np.int64)
-    for row, h in enumerate(histories):
-        tail = h[-max_len:]
-        inputs[row, max_len - len(tail):] = tail
-    return {"inputs": inputs, "targets": np.array([idx.get(after[u], 0) for u in users], dtype=np.int64),
-            "target_item": [after[u] for u in users], "excluded": [np.array(sorted(set(h))) for h in histories]}
+    returning = set(ratings.loc[ratings["ts"] < start, "user_id"])
+    upto = ratings[(ratings["ts"] < stop) & ratings["user_id"].isin(returning)]
+    inputs, targets, target_item, users, excluded = [], [], [], [], []
+    for user, frame in upto.groupby("user_id", sort=False):  # ratings is in time order: so is each frame
+        items = frame["item_id"].tolist()
+        for pos in range(int((frame["ts"] < start).sum()), len(items)):
+            history = [idx[i] for i in items[:pos] if i in idx]
+            tail = history[-max_len:]
+            inputs.append([0] * (max_len - len(tail)) + tail)
+            excluded.append(np.unique(np.array(history, dtype=np.int64)))
+            targets.append(idx.get(items[pos], 0))
+            target_item.append(items[pos])
+            users.append(user)
+    return {"inputs": np.array(inputs, dtype=np.int64).reshape(-1, max_len),
+            "targets": np.array(targets, dtype=np.int64), "target_item": target_item, "users": users,
+            "excluded": excluded}
 
 
 def rank(score_fn, split: dict, n_items: int):
