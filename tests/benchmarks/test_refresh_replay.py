@@ -1,20 +1,14 @@
 """benchmarks/refresh_replay.py's targets: every rating of the next period, next-item, on hand-made ratings."""
 from __future__ import annotations
 
-import importlib
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
-
 
 @pytest.fixture
-def bench(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))  # the script imports its neighbour movielens.py
-    return importlib.import_module("refresh_replay")
+def bench(bench_script):
+    return bench_script("refresh_replay")
 
 
 def test_every_rating_of_the_period_is_a_target_with_the_history_before_it(bench):

@@ -1,22 +1,16 @@
 """benchmarks/train_scale.py's generator: a long tail, windows cut like silver.train_windows, bounded row groups."""
 from __future__ import annotations
 
-import importlib
-from pathlib import Path
-
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
 from lakerec import tables as T
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
-
 
 @pytest.fixture
-def bench(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))  # the script imports its neighbour measure.py
-    return importlib.import_module("train_scale")
+def bench(bench_script):
+    return bench_script("train_scale")
 
 
 def test_sizes_read_like_the_command_line(bench):
