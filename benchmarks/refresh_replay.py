@@ -13,11 +13,14 @@ stage grows the item index, and
   (ii)  full: the train stage from scratch on everything so far,
   (iii) stale: the D0 model, never updated,
   (iv)  pop: the most rated items of the last period,
+  (v)   refresh_recent: (i) times a prior n^w, n an item's ratings in the last period (with_recent); w chosen among
+        RECENT_WEIGHTS on the period before, every input of which is past (for period 1: the week after D0, D0's
+        model, the counts of the week before it): never on the period it is reported on,
 are evaluated on the next period [t(k), t(k+1)): every rating in it by a user who rated before t(k) is a target,
 next-item as a served model sees it (the user's ratings before it as input, those of the period included), full
 ranking over every item known at t(k) (the items released during the replay included; history excluded; a target
 no model can know yet is a miss). Slice `cold`: targets first rated on or after D0. With --text the items and
-embed stages run and a text-only kNN joins (v). Printed per period and in total (each target weighs the same):
+embed stages run and a text-only kNN joins (vi). Printed per period and in total (each target weighs the same):
 NDCG@10, HR@10, cold NDCG@10, the training wall time of (i) and (ii); the last
 line is `refresh_ndcg10_ratio_vs_full=<x> refresh_time_ratio_vs_full=<y> stale_ndcg10_ratio_vs_full=<z>
 newest_cold_ndcg10=<c> newest_cold_ratio_vs_textknn=<r>` (c: the refresh model's cold NDCG@10 over the replay;
@@ -30,12 +33,13 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from movielens import DATA, REPO, source_config  # benchmarks/: the script's folder
 sys.path.insert(0, str(REPO))
 REFRESH, FULL, STALE, POP, TEXT_KNN = "refresh", "full", "stale", "pop", "text_knn"
+RECENT = "refresh_recent"  # the refresh model times a recent-popularity prior (with_recent)
+RECENT_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 K = 10
 
 
@@ -62,6 +66,7 @@ def main() -> int:
     from lakerec import tracking
     from lakerec.context import run_stage
     from lakerec.data.sequences import item_ids_in_order
+    from lakerec.evaluate.baselines import same_for_everyone
     from lakerec.lake import Lake
     from lakerec.models.registry import load_model
     from lakerec.spark import get_spark
@@ -98,6 +103,11 @@ def main() -> int:
           flush=True)
     versions = {REFRESH: v0, FULL: None}
     stale = load_model(("replay-refresh", v0))
+    # the prior's weight for period 1, chosen on the week after D0 with D0's model and the week before D0's counts
+    d0_items = item_ids_in_order(lake.read(T.SILVER_ITEM_INDEX))
+    weight = pick_weight(aligned(stale[0], stale[1]["item_ids"], d0_items),
+                         recent_counts(ratings, bounds[0] - (bounds[1] - bounds[0]), bounds[0], d0_items),
+                         next_period(ratings, bounds[0], bounds[1], d0_items, cfg.sequences.max_len), len(d0_items))
     rows = []
     for k in range(1, args.periods + 1):
         append_events(ratings[(ratings["ts"] >= bounds[k - 1]) & (ratings["ts"] < bounds[k])])
@@ -109,12 +119,14 @@ def main() -> int:
         scorers = {REFRESH: load_model(("replay-refresh", versions[REFRESH])),
                    FULL: load_model(("replay-full", versions[FULL])), STALE: stale}
         split = next_period(ratings, bounds[k], bounds[k + 1], item_ids, cfg.sequences.max_len)
-        recent = ratings[(ratings["ts"] >= bounds[k - 1]) & (ratings["ts"] < bounds[k])]
+        counts = recent_counts(ratings, bounds[k - 1], bounds[k], item_ids)
         cold = first_rated.reindex(split["target_item"]).to_numpy() >= np.datetime64(d0)
         row = {"period": k, "start": bounds[k].date(), "users": len(set(split["users"])),
-               "targets": len(split["targets"]), "cold": int(cold.sum()), f"{REFRESH}_s": refresh_s, f"{FULL}_s": full_s}
+               "targets": len(split["targets"]), "cold": int(cold.sum()), "recent_weight": weight,
+               f"{REFRESH}_s": refresh_s, f"{FULL}_s": full_s}
         fns = {name: aligned(model, meta["item_ids"], item_ids) for name, (model, meta) in scorers.items()}
-        fns[POP] = popularity(recent, item_ids)
+        fns[RECENT] = with_recent(fns[REFRESH], counts, weight)
+        fns[POP] = same_for_everyone(counts)
         if text is not None:
             fns[TEXT_KNN] = text_knn(text, item_ids)
         for name, fn in fns.items():
@@ -122,10 +134,11 @@ def main() -> int:
             row[f"{name}_ndcg"], row[f"{name}_hr"] = ndcg(ranks), hit(ranks)
             row[f"{name}_cold_ndcg"] = ndcg(ranks[torch.as_tensor(cold)]) if cold.any() else float("nan")
         rows.append(row)
+        weight = pick_weight(fns[REFRESH], counts, split, len(item_ids))  # for the next period: this one is past
         print(" ".join(f"{key}={fmt(value)}" for key, value in row.items()), flush=True)
 
     table = pd.DataFrame(rows)
-    names = [n for n in (REFRESH, FULL, STALE, POP, TEXT_KNN) if f"{n}_ndcg" in table]
+    names = [n for n in (REFRESH, RECENT, FULL, STALE, POP, TEXT_KNN) if f"{n}_ndcg" in table]
     total = {f"{n}_{m}": weighted(table, f"{n}_{m}", "cold" if m == "cold_ndcg" else "targets")
              for n in names for m in ("ndcg", "hr", "cold_ndcg")}
     pd.set_option("display.width", 250)
@@ -243,14 +256,34 @@ def aligned(model, model_item_ids, item_ids):
     return aligned_scores(model, model_item_ids, item_ids)
 
 
-def popularity(recent, item_ids: list[str]):
-    """The most rated items of the last period, the same for every user."""
+def recent_counts(ratings, start, stop, item_ids: list[str]):
+    """[n_items + 1] ratings per item in [start, stop) (index 0: padding)."""
     import torch
 
-    from lakerec.evaluate.baselines import same_for_everyone
+    counts = ratings.loc[(ratings["ts"] >= start) & (ratings["ts"] < stop), "item_id"].value_counts()
+    return torch.tensor([0.0] + [float(counts.get(i, 0)) for i in item_ids])
 
-    counts = recent["item_id"].value_counts()
-    return same_for_everyone(torch.tensor([0.0] + [float(counts.get(i, 0)) for i in item_ids]))
+
+def with_recent(score_fn, counts, weight: float):
+    """The model's logit + weight x log(1 + n), n the item's ratings in the last period: its softmax times a prior
+    that grows with what is being rated now (weight 0: the model alone)."""
+    import torch
+
+    prior = weight * torch.log1p(counts)
+
+    def score(inputs):
+        base = score_fn(inputs)
+        return lambda items: base(items) + prior[items]
+
+    return score
+
+
+def pick_weight(score_fn, counts, split: dict, n_items: int) -> float:
+    """The RECENT_WEIGHTS entry with the best NDCG@10 on a past period (the lowest wins ties)."""
+    import numpy as np
+
+    scores = [ndcg(rank(with_recent(score_fn, counts, w), split, n_items)) for w in RECENT_WEIGHTS]
+    return RECENT_WEIGHTS[int(np.argmax(scores))]
 
 
 def text_knn(texts, item_ids: list[str]):
