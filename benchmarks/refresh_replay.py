@@ -16,10 +16,10 @@ stage grows the item index, and
   (v)   refresh_recent: (i) times a prior n^w, n an item's ratings in the last period (with_recent); w chosen among
         RECENT_WEIGHTS on the period before, every input of which is past (for period 1: the week after D0, D0's
         model, the counts of the week before it): never on the period it is reported on,
-are evaluated on the next period [t(k), t(k+1)): every rating in it by a user who rated before t(k) is a target,
-next-item as a served model sees it (the user's ratings before it as input, those of the period included), full
-ranking over every item known at t(k) (the items released during the replay included; history excluded; a target
-no model can know yet is a miss). Slice `cold`: targets first rated on or after D0. With --text the items and
+are evaluated on the next period [t(k), t(k+1)) as gold.topn would be: each user's list is made at t(k) from their
+history before it, and every rating in the period by a user who rated before t(k) is a target of that list (full
+ranking over every item known at t(k), the items released during the replay included; history before t(k)
+excluded; a target no model can know yet is a miss). Slice `cold`: targets first rated on or after D0. With --text the items and
 embed stages run and a text-only kNN joins (vi). Printed per period and in total (each target weighs the same):
 NDCG@10, HR@10, cold NDCG@10, the training wall time of (i) and (ii); the last
 line is `refresh_ndcg10_ratio_vs_full=<x> refresh_time_ratio_vs_full=<y> stale_ndcg10_ratio_vs_full=<z>
@@ -198,29 +198,23 @@ def item_texts(cfg, spark, lake):
 
 
 def next_period(ratings, start, stop, item_ids: list[str], max_len: int) -> dict:
-    """Every rating in [start, stop) by a user who rated before start is a target (next-item, as the served model
-    sees it): its input is the user's ratings before it, file order breaking ties, left-padded (item_idx; items the
-    index does not hold yet are dropped from the input); target 0 where its item is not in the index yet (a miss
-    for every model)."""
+    """The lists made at `start` (as gold.topn is) against what their users rated in [start, stop): every rating in
+    it by a user who rated before start is a target of that user's list, whose input is their history before start,
+    left-padded (item_idx); target 0 where its item is not in the index yet (a miss for every model)."""
     import numpy as np
 
     idx = {item: i + 1 for i, item in enumerate(item_ids)}
-    returning = set(ratings.loc[ratings["ts"] < start, "user_id"])
-    upto = ratings[(ratings["ts"] < stop) & ratings["user_id"].isin(returning)]
-    inputs, targets, target_item, users, excluded = [], [], [], [], []
-    for user, frame in upto.groupby("user_id", sort=False):  # ratings is in time order: so is each frame
-        items = frame["item_id"].tolist()
-        for pos in range(int((frame["ts"] < start).sum()), len(items)):
-            history = [idx[i] for i in items[:pos] if i in idx]
-            tail = history[-max_len:]
-            inputs.append([0] * (max_len - len(tail)) + tail)
-            excluded.append(np.unique(np.array(history, dtype=np.int64)))
-            targets.append(idx.get(items[pos], 0))
-            target_item.append(items[pos])
-            users.append(user)
-    return {"inputs": np.array(inputs, dtype=np.int64).reshape(-1, max_len),
-            "targets": np.array(targets, dtype=np.int64), "target_item": target_item, "users": users,
-            "excluded": excluded}
+    before = ratings[ratings["ts"] < start].groupby("user_id")["item_id"].apply(list)
+    during = ratings[(ratings["ts"] >= start) & (ratings["ts"] < stop) & ratings["user_id"].isin(before.index)]
+    users = during["user_id"].tolist()
+    histories = {u: [idx[i] for i in before[u]] for u in set(users)}
+    inputs = np.zeros((len(users), max_len), dtype=np.int64)
+    for row, user in enumerate(users):
+        tail = histories[user][-max_len:]
+        inputs[row, max_len - len(tail):] = tail
+    return {"inputs": inputs, "targets": np.array([idx.get(i, 0) for i in during["item_id"]], dtype=np.int64),
+            "target_item": during["item_id"].tolist(), "users": users,
+            "excluded": [np.array(sorted(set(histories[u])), dtype=np.int64) for u in users]}
 
 
 def rank(score_fn, split: dict, n_items: int):
