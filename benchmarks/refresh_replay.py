@@ -19,10 +19,10 @@ stage grows the item index, and
 are evaluated on the next period [t(k), t(k+1)) as gold.topn would be: each user's list is made at t(k) from their
 history before it, and every rating in the period by a user who rated before t(k) is a target of that list (full
 ranking over every item known at t(k), the items released during the replay included; history before t(k)
-excluded; a target no model can know yet is a miss). Slice `cold`: targets first rated on or after D0. With --text the items and
-embed stages run and a text-only kNN joins (vi). Printed per period and in total (each target weighs the same):
-NDCG@10, HR@10, cold NDCG@10, the training wall time of (i) and (ii); the last
-line is `refresh_ndcg10_ratio_vs_full=<x> refresh_time_ratio_vs_full=<y> stale_ndcg10_ratio_vs_full=<z>
+excluded; a target no model can know yet is a miss). Slice `cold`: targets first rated on or after D0. With
+--text the items and embed stages run and a text-only kNN joins (vi). Printed per period and in total (each target
+weighs the same): NDCG@10, HR@10, cold NDCG@10, the training wall time of (i) and (ii); the last line is
+`refresh_ndcg10_ratio_vs_full=<x> refresh_time_ratio_vs_full=<y> stale_ndcg10_ratio_vs_full=<z>
 newest_cold_ndcg10=<c> newest_cold_ratio_vs_textknn=<r>` (c: the refresh model's cold NDCG@10 over the replay;
 r: nan without --text). silver.events is written from u.data directly (ids, rating time, line order breaking
 ties): the ETL is the same for every strategy and not what is measured. Reads ../shared/data/ml-100k (licensed,
@@ -106,7 +106,7 @@ def main() -> int:
     # the prior's weight for period 1, chosen on the week after D0 with D0's model and the week before D0's counts
     d0_items = item_ids_in_order(lake.read(T.SILVER_ITEM_INDEX))
     weight = pick_weight(aligned(stale[0], stale[1]["item_ids"], d0_items),
-                         recent_counts(ratings, bounds[0] - (bounds[1] - bounds[0]), bounds[0], d0_items),
+                         recent_counts(ratings, d0 - pd.Timedelta(days=args.days), d0, d0_items),
                          next_period(ratings, bounds[0], bounds[1], d0_items, cfg.sequences.max_len), len(d0_items))
     rows = []
     for k in range(1, args.periods + 1):
@@ -208,13 +208,13 @@ def next_period(ratings, start, stop, item_ids: list[str], max_len: int) -> dict
     during = ratings[(ratings["ts"] >= start) & (ratings["ts"] < stop) & ratings["user_id"].isin(before.index)]
     users = during["user_id"].tolist()
     histories = {u: [idx[i] for i in before[u]] for u in set(users)}
+    excluded = {u: np.unique(np.array(h, dtype=np.int64)) for u, h in histories.items()}  # once per user's list
     inputs = np.zeros((len(users), max_len), dtype=np.int64)
     for row, user in enumerate(users):
         tail = histories[user][-max_len:]
         inputs[row, max_len - len(tail):] = tail
     return {"inputs": inputs, "targets": np.array([idx.get(i, 0) for i in during["item_id"]], dtype=np.int64),
-            "target_item": during["item_id"].tolist(), "users": users,
-            "excluded": [np.array(sorted(set(histories[u])), dtype=np.int64) for u in users]}
+            "target_item": during["item_id"].tolist(), "users": users, "excluded": [excluded[u] for u in users]}
 
 
 def rank(score_fn, split: dict, n_items: int):

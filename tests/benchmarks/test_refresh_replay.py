@@ -1,4 +1,4 @@
-"""benchmarks/refresh_replay.py on hand-made ratings: the lists made at a period's start, the recent-popularity prior."""
+"""benchmarks/refresh_replay.py on hand-made ratings: the lists made at a period's start, the recent prior."""
 from __future__ import annotations
 
 import numpy as np
