@@ -13,7 +13,8 @@ stage grows the item index, and
   (ii)  full: the train stage from scratch on everything so far,
   (iii) stale: the D0 model, never updated,
   (iv)  pop: the most rated items of the last period,
-  (v)   refresh_recent: (i) times a prior n^w, n an item's ratings in the last period (with_recent); w chosen among
+  (v)   refresh_recent: (i) times a prior (1 + n)^w, n an item's raters in the last period: the score stage's
+        score.recent_weight = w, score.recent_days = days (with_recent); w chosen among
         RECENT_WEIGHTS on the period before, every input of which is past (for period 1: the week after D0, D0's
         model, the counts of the week before it): never on the period it is reported on,
 are evaluated on the next period [t(k), t(k+1)) as gold.topn would be: each user's list is made at t(k) from their
@@ -251,19 +252,22 @@ def aligned(model, model_item_ids, item_ids):
 
 
 def recent_counts(ratings, start, stop, item_ids: list[str]):
-    """[n_items + 1] ratings per item in [start, stop) (index 0: padding)."""
+    """[n_items + 1] distinct users per item in [start, stop) (index 0: padding): the score stage's n."""
     import torch
 
-    counts = ratings.loc[(ratings["ts"] >= start) & (ratings["ts"] < stop), "item_id"].value_counts()
+    window = ratings[(ratings["ts"] >= start) & (ratings["ts"] < stop)]
+    counts = window.groupby("item_id")["user_id"].nunique()
     return torch.tensor([0.0] + [float(counts.get(i, 0)) for i in item_ids])
 
 
 def with_recent(score_fn, counts, weight: float):
-    """The model's logit + weight x log(1 + n), n the item's ratings in the last period: its softmax times a prior
-    that grows with what is being rated now (weight 0: the model alone)."""
+    """The model's logit + the score stage's recent prior (score.recent_weight = weight, lakerec.score.batch): its
+    softmax times a prior that grows with what is being rated now (weight 0: the model alone)."""
     import torch
 
-    prior = weight * torch.log1p(counts)
+    from lakerec.score.batch import recent_prior
+
+    prior = torch.as_tensor(recent_prior(counts.numpy(), weight))
 
     def score(inputs):
         base = score_fn(inputs)

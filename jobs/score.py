@@ -1,7 +1,8 @@
 """A registered model (score.model_version, score.model_alias, else this pipeline run's, else the latest) scores every
 user of silver.events (at score.silver_version, else as the last complete silver run published it) against the
 candidate items (a text-aware model adds new catalog items from silver.item_embeddings, scored from their text)
--> gold.topn: top_n rows a user with the history item behind each, cold users' rows from recent popularity.
+-> gold.topn: top_n rows a user with the history item behind each, cold users' rows from recent popularity
+(score.recent_weight > 0: the model's logits plus a recent-popularity prior, lakerec.score.batch).
 Everything that can be wrong with the model, the data or the candidates fails before the write; the write is one
 Delta commit, so readers see the previous complete table or the new one; files of versions older than
 score.retention_hours are vacuumed.
@@ -20,7 +21,8 @@ from lakerec.data.sequences import order_keys
 from lakerec.etl.silver import published_versions
 from lakerec.models.registry import load_model, resolve_version
 from lakerec.score.batch import (Candidates, ScoreCounters, ScoringInputError, candidate_items, check_events,
-                                 popularity, score_users, stamp, text_only_items, user_states)
+                                 item_users, popularity, recent_prior, score_users, stamp, text_only_items,
+                                 user_states)
 from lakerec.text.embeddings import load_item_embeddings
 
 OPTIONS = [
@@ -60,7 +62,9 @@ def run(ctx: StageContext) -> StageResult:
     events = events.select(T.USER_ID, T.ITEM_ID, T.EVENT_TYPE, *order_keys(events)).persist()
     users = user_states(events, item_ids, model.config.max_len, conf.exclude_event_types, len(model_items)).persist()
     try:
-        candidates = Candidates(idx, popularity(events, item_ids, conf.fallback_days)[idx])
+        prior = (recent_prior(item_users(events, item_ids, conf.recent_days)[0], conf.recent_weight)[idx]
+                 if conf.recent_weight else None)
+        candidates = Candidates(idx, popularity(events, item_ids, conf.fallback_days)[idx], prior)
         counts = users.agg(F.count(F.lit(1)).alias("users"),
                            F.sum((F.array_max(T.SCORE_INPUT) == 0).cast("long")).alias("cold")).first()
         n_users, n_cold = int(counts["users"]), int(counts["cold"] or 0)

@@ -410,6 +410,8 @@ class ScoreConf(_Strict):
     retention_hours: int = Field(168, ge=0)  # gold.topn files older versions need are vacuumed after this
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: a bf16 shortlist, re-ranked exactly (lakerec.score.batch)
     shortlist: int | None = Field(None, ge=1)  # bf16 candidates re-ranked per user; None: 4 x top_n
+    recent_weight: float = Field(0.0, ge=0)  # logit + weight x log(1 + recent users of the item); 0: the model alone
+    recent_days: int = Field(7, ge=1)  # the prior's window: distinct users in these last days of silver
 
     @model_validator(mode="after")
     def _one_model_reference(self) -> "ScoreConf":

@@ -122,3 +122,33 @@ def test_notebook_runs_against_the_pipeline_lake(pipeline_run, monkeypatch, note
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(repo)}}).execute()
     printed = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
     assert all(text in printed for text in expected), printed[-2000:]
+
+
+def test_the_recent_prior_moves_lists_towards_recent_items_and_off_restores_them(pipeline_run, spark):
+    """`lakerec score` with score.recent_weight: the items most users touched in the last 7 days of silver climb
+    into more lists; weight 0 writes the original lists again (scoring is deterministic). Runs last: it rewrites
+    gold.topn twice."""
+    root, _ = pipeline_run
+    lake = Lake(str(root), spark)
+
+    def lists():
+        rows = lake.read(T.GOLD_TOPN).where(F.col(T.REASON_KIND) == "history").select(T.USER_ID, T.RANK, T.ITEM_ID)
+        return sorted(tuple(r) for r in rows.collect())
+
+    def score(weight: float) -> None:
+        result = CliRunner().invoke(main, ["score", "--profile", "test", "--set", f"lake.root={root}",
+                                           "--set", f"score.recent_weight={weight}"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+
+    events = lake.read(T.SILVER_EVENTS)
+    newest = events.agg(F.max(T.TS)).first()[0]
+    recent = (events.where(F.col(T.TS) > F.lit(newest) - F.expr("INTERVAL 7 DAYS"))
+              .groupBy(T.ITEM_ID).agg(F.countDistinct(T.USER_ID).alias("n")).orderBy(F.desc("n"), T.ITEM_ID)
+              .limit(3).collect())
+    hot = {r[T.ITEM_ID] for r in recent}
+    plain = lists()
+    score(3.0)
+    boosted = lists()
+    assert sum(item in hot for *_, item in boosted) > sum(item in hot for *_, item in plain)
+    score(0.0)
+    assert lists() == plain

@@ -10,7 +10,8 @@ from lakerec import tables as T
 from lakerec.config import CandidatesConf, ScoreConf
 from lakerec.models.sasrec import SASRec, SASRecConfig
 from lakerec.score.batch import (EXCLUDE, REASON_HISTORY, REASON_POPULAR, Candidates, ScoringInputError,
-                                 candidate_items, popularity, score_users, user_states)
+                                 candidate_items, item_users, popularity, recent_prior, score_users,
+                                 user_states)
 
 L, N_ITEMS = 6, 12
 ITEM_IDS = [f"i{k:02d}" for k in range(1, N_ITEMS + 1)]  # item_idx k -> "i<k>"
@@ -119,6 +120,38 @@ def test_cold_users_get_recent_popularity_marked_as_such(spark, model):
     assert stranger[T.ITEM_ID].tolist() == ["i09", "i10", "i01", "i02"]
     assert (stranger[T.REASON_KIND] == REASON_POPULAR).all() and stranger[T.REASON_ITEM_ID].isna().all()
     assert (out[out[T.USER_ID] != "stranger"][T.REASON_KIND] == REASON_HISTORY).all()
+
+
+def test_recent_users_count_each_user_once_inside_the_window_only(spark):
+    old, new = T0, T0 + timedelta(days=60)
+    events = (_events(spark, {"a": ["i01", "i01", "i02"], "b": ["i01"]}, new)  # a touches i01 twice: one user
+              .union(_events(spark, {"c": ["i02", "i03"], "d": ["i03"]}, old)))
+    recent, total = item_users(events, ITEM_IDS, days=7)
+    assert recent[:5].tolist() == [0, 2, 1, 0, 0] and total[:5].tolist() == [0, 2, 2, 2, 0]
+    assert recent_prior(recent, 2.0)[:4].tolist() == pytest.approx([0, 2 * np.log(3), 2 * np.log(2), 0])
+
+
+def test_the_recent_prior_adds_weight_log1p_n_to_the_models_scores(spark, model):
+    """gold.topn with a prior is the driver's ranking of logit + prior (the extra product dimension changes nothing
+    else), and a prior heavy enough puts the recent items first."""
+    rng = np.random.default_rng(2)
+    histories = {f"u{u}": [ITEM_IDS[i] for i in rng.integers(0, N_ITEMS, size=u % 5 + 1)] for u in range(20)}
+    prior = recent_prior(np.array([0, 5, 0, 0, 1, 0, 9, 0, 0, 0, 2, 0, 0]), 0.7)
+    candidates = Candidates(np.arange(1, N_ITEMS + 1, dtype=np.int64), np.zeros(N_ITEMS, np.float32), prior[1:])
+    out = _score(spark, model, _events(spark, histories), ScoreConf(top_n=4), candidates)
+    for user in ("u3", "u14"):
+        h = [ITEM_IDS.index(i) + 1 for i in histories[user]]
+        with torch.no_grad():
+            scores = model.user_vectors(torch.tensor([[0] * (L - len(h[-L:])) + h[-L:]])) @ model.item_vectors().T
+        scores = scores[0] + torch.as_tensor(prior)
+        scores[[0, *h]] = -np.inf
+        expected = torch.topk(scores, 4)
+        rows = out[out[T.USER_ID] == user].sort_values(T.RANK)
+        assert rows[T.ITEM_ID].tolist() == [ITEM_IDS[i - 1] for i in expected.indices.tolist()]
+        assert rows[T.SCORE].to_numpy() == pytest.approx(expected.values.numpy(), abs=1e-5)
+    heavy = Candidates(candidates.item_idx, candidates.popularity, recent_prior(np.eye(N_ITEMS)[5] * 1e6, 1.0))
+    out = _score(spark, model, _events(spark, {"u": ["i01"]}), ScoreConf(top_n=2), heavy)
+    assert out.sort_values(T.RANK)[T.ITEM_ID].iloc[0] == "i06"  # the only recent item leads
 
 
 def test_candidate_filters_combine_table_categories_and_blocked_items(spark):

@@ -11,7 +11,7 @@ import torch
 from lakerec import tables as T
 from lakerec.config import ScoreConf
 from lakerec.models.sasrec import SASRec, SASRecConfig
-from lakerec.score.batch import _U, EXCLUDE, Candidates, ScoreCounters, score_users, user_states
+from lakerec.score.batch import _U, EXCLUDE, Candidates, ScoreCounters, recent_prior, score_users, user_states
 
 L, DIM = 8, 16
 T0 = datetime(2026, 11, 1)
@@ -143,6 +143,21 @@ def test_item_chunks_change_no_row_in_either_precision(spark):
         pd.testing.assert_frame_equal(fp32, whole)
         pd.testing.assert_frame_equal(bf16, whole)
         assert counters.shortlisted.value > 0  # the chunked bf16 shortlist proved users, not only fell back
+
+
+def test_bf16_with_the_recent_prior_gives_the_fp32_rows(spark):
+    """The prior is one more product dimension: the bf16 proof covers it, the lists stay fp32's."""
+    item_ids = [f"i{k:03d}" for k in range(1, 401)]
+    histories = _random_histories(item_ids, 60, L)
+    recent = np.random.default_rng(3).poisson(3.0, len(item_ids))
+    candidates = Candidates(np.arange(1, len(item_ids) + 1), np.zeros(len(item_ids), np.float32),
+                            recent_prior(recent, 1.5))
+    fp32, bf16, counters = _both(spark, _model(len(item_ids)), item_ids, _events(spark, histories),
+                                 ScoreConf(top_n=5), candidates)
+    plain = _both(spark, _model(len(item_ids)), item_ids, _events(spark, histories), ScoreConf(top_n=5))[0]
+    pd.testing.assert_frame_equal(bf16, fp32)
+    assert counters.shortlisted.value > 0
+    assert (fp32[T.ITEM_ID] != plain[T.ITEM_ID]).any()  # the prior moved some lists
 
 
 @pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])

@@ -17,6 +17,13 @@ for less: `_Scorer._top_bf16` scores against bf16 candidate vectors, keeps score
 candidate outside the shortlist can reach the fp32 top N; a user it cannot prove that for (near-ties at the cut,
 or no more allowed candidates than the shortlist) is scored in fp32. Exact by construction, not by odds.
 
+Recent-popularity prior (score.recent_weight > 0): a user's score of an item is the model's logit plus
+weight x log(1 + n), n the distinct users of the item in the last score.recent_days of silver: the model's softmax
+times a prior that follows what is being touched now, which a model trained on older windows does not know (the
+refresh replay's weekly lists gain most from it: docs, benchmarks). It rides the scoring product as one more
+dimension (a 1 on the user's side, the prior on the candidate's), so chunking, bf16's proof and the top-N rule
+hold as they are.
+
 Explanations: a recommended item's reason is the history item with the largest attribution-weighted similarity to
 it, attribution[h] * <item_vector[h], item_vector[recommended]>, where attribution is the attention rollout of the
 newest position over the history (`SequenceEncoder.explain_user`): which item the user vector draws on, and which of
@@ -74,6 +81,7 @@ class Candidates:
 
     item_idx: np.ndarray  # int64
     popularity: np.ndarray  # float32, aligned with item_idx
+    prior: np.ndarray | None = None  # float32, aligned with item_idx: added to the model's logits (recent_prior)
 
 
 def check_events(events: DataFrame) -> None:
@@ -136,24 +144,36 @@ def candidate_items(item_ids: list[str], conf: CandidatesConf, allowed: DataFram
     return idx
 
 
-def popularity(events: DataFrame, item_ids: list[str], days: int) -> np.ndarray:
-    """[n_items + 1] float32: distinct users per item in the last `days` up to silver's newest event, plus a
-    tie-break in [0, 1) by all-time distinct users, so quiet windows still rank by something real."""
-    out = np.zeros(len(item_ids) + 1, dtype=np.float64)
+def item_users(events: DataFrame, item_ids: list[str], days: int) -> tuple[np.ndarray, np.ndarray]:
+    """([n_items + 1] distinct users per item in the last `days` up to silver's newest event, [n_items + 1]
+    distinct users per item over all time), float64, aligned with item_idx (0: padding)."""
+    recent_users, total_users = np.zeros(len(item_ids) + 1), np.zeros(len(item_ids) + 1)
     newest = events.agg(F.max(T.TS)).first()[0]
     if newest is None:
-        return out.astype(np.float32)
+        return recent_users, total_users
     recent = F.col(T.TS) > F.lit(newest - timedelta(days=days))
     rows = (events.groupBy(F.col(T.ITEM_ID).cast("string").alias(T.ITEM_ID))
             .agg(F.countDistinct(F.when(recent, F.col(T.USER_ID))).alias("recent"),
                  F.countDistinct(T.USER_ID).alias("total"))
             .collect())
     position = {item: i + 1 for i, item in enumerate(item_ids)}
-    top_total = max((r["total"] for r in rows), default=0)
     for r in rows:
         if r[T.ITEM_ID] in position:
-            out[position[r[T.ITEM_ID]]] = r["recent"] + r["total"] / (top_total + 1)
-    return out.astype(np.float32)
+            recent_users[position[r[T.ITEM_ID]]], total_users[position[r[T.ITEM_ID]]] = r["recent"], r["total"]
+    return recent_users, total_users
+
+
+def popularity(events: DataFrame, item_ids: list[str], days: int) -> np.ndarray:
+    """[n_items + 1] float32: distinct users per item in the last `days` up to silver's newest event, plus a
+    tie-break in [0, 1) by all-time distinct users, so quiet windows still rank by something real."""
+    recent, total = item_users(events, item_ids, days)
+    return (recent + total / (total.max() + 1)).astype(np.float32)
+
+
+def recent_prior(recent_users: np.ndarray, weight: float) -> np.ndarray:
+    """weight x log(1 + n) per item, n its recent distinct users: added to the model's logits (the module's
+    docstring). The one formula of the prior, shared with benchmarks/refresh_replay.py."""
+    return (weight * np.log1p(np.asarray(recent_users, dtype=np.float64))).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -184,7 +204,7 @@ def score_users(spark: SparkSession, users: DataFrame, model: SequenceEncoder, i
     torch.save(model.state_dict(), buffer)
     # weights + config, rebuilt from library code on the executors (no pickled module travels)
     payload = spark.sparkContext.broadcast((model.config.to_dict(), buffer.getvalue(), list(item_ids),
-                                            candidates.item_idx, candidates.popularity, text_only))
+                                            candidates.item_idx, candidates.popularity, text_only, candidates.prior))
     top_n, batch_size, item_chunk = conf.top_n, conf.batch_size, conf.item_chunk
     shortlist = conf.shortlist_size if conf.precision == "bf16" else None
     counted = counters or ScoreCounters(None, None)
@@ -205,7 +225,8 @@ class _Scorer:
     """Lives in a Spark task: the model, the candidate matrix and the fallback, built once per partition."""
 
     def __init__(self, config: dict, weights: bytes, item_ids: list[str], candidate_idx: np.ndarray,
-                 fallback: np.ndarray, text_only: np.ndarray | None, *, shortlist: int | None, item_chunk: int):
+                 fallback: np.ndarray, text_only: np.ndarray | None, prior: np.ndarray | None, *,
+                 shortlist: int | None, item_chunk: int):
         self.net = build_model(ModelConfig.from_dict(config))
         self.net.load_state_dict(torch.load(io.BytesIO(weights), weights_only=True))
         self.net.eval()
@@ -215,6 +236,9 @@ class _Scorer:
             self.items = torch.cat([self.items, torch.as_tensor(text_only)])
         self.chunks = even_chunks(candidate_idx.size, item_chunk)  # [(lo, hi)] candidate columns scored at once
         candidates = self.items[torch.as_tensor(candidate_idx)]  # [C, d]
+        self.with_prior = prior is not None  # the prior as dimension d + 1: user side 1, candidate side the prior
+        if self.with_prior:
+            candidates = torch.cat([candidates, torch.as_tensor(prior, dtype=torch.float32).reshape(-1, 1)], dim=1)
         self.candidates_t = [candidates[lo:hi].T.contiguous() for lo, hi in self.chunks]  # per chunk [d, hi - lo]
         self.position = np.full(len(item_ids) + 1, -1, dtype=np.int64)  # item_idx -> column among candidates
         self.position[candidate_idx] = np.arange(candidate_idx.size)
@@ -244,6 +268,8 @@ class _Scorer:
 
     def _model(self, users: np.ndarray, inputs: torch.Tensor, excludes: np.ndarray, top_n: int) -> pd.DataFrame:
         user_vectors, attribution = self.net.explain_user(inputs)
+        if self.with_prior:
+            user_vectors = torch.cat([user_vectors, torch.ones(len(users), 1)], dim=1)
         excluded = self._excluded(excludes)
         if self.shortlist is not None and len(users) >= BF16_MIN_USERS:
             top = self._top_bf16(user_vectors, excluded, top_n)
