@@ -1,4 +1,4 @@
-"""Probe: does a recent-popularity prior lift a trained model's full-ranking NDCG@10? (not a pipeline feature)
+"""Probe: does a recent-popularity prior lift a trained model's full-ranking NDCG@10 on the leave-one-out split?
 
     .venv/bin/python benchmarks/recency_probe.py --lake DIR [--versions 1 2 3] [--windows 1 7 30 90]
         [--weights 0 0.5 1 2] [--count-own]
@@ -50,6 +50,7 @@ def main() -> int:
     from lakerec.evaluate.metrics import model_scores, rank_users, ranking_metrics, split_data, user_aware
     from lakerec.evaluate.stats import paired_test, per_user_ndcg
     from lakerec.models.registry import load_model
+    from lakerec.score.batch import recent_prior
 
     lake = args.lake.resolve()
     mlflow.set_tracking_uri(f"sqlite:///{lake}/mlflow.db")
@@ -76,7 +77,7 @@ def main() -> int:
                     mine_days, mine_items = own[user]
                     mine = (mine_days > t - window) & (mine_days <= t)
                     counts[row] -= np.bincount(mine_items[mine], minlength=n + 1)
-            prior = torch.as_tensor(weight * np.log1p(counts), dtype=torch.float32)
+            prior = torch.as_tensor(recent_prior(counts, weight))  # the score stage's formula
             return lambda asked: scores(asked).float() + prior[:, asked]
         return user_aware(score)
 
