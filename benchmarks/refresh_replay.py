@@ -280,8 +280,26 @@ def pick_weight(score_fn, counts, split: dict, n_items: int) -> float:
     """The RECENT_WEIGHTS entry with the best NDCG@10 on a past period (the lowest wins ties)."""
     import numpy as np
 
-    scores = [ndcg(rank(with_recent(score_fn, counts, w), split, n_items)) for w in RECENT_WEIGHTS]
+    cached = once(score_fn, n_items)
+    scores = [ndcg(rank(with_recent(cached, counts, w), split, n_items)) for w in RECENT_WEIGHTS]
     return RECENT_WEIGHTS[int(np.argmax(scores))]
+
+
+def once(score_fn, n_items: int):
+    """score_fn with each batch's scores of every item kept: pick_weight's weights run the model once per batch,
+    not once per weight (rank_users hands it the same batches each time). Holds a period's users x items scores:
+    fine at MovieLens 100K's size."""
+    import torch
+
+    kept = {}
+
+    def score(inputs):
+        key = inputs.numpy().tobytes()
+        if key not in kept:
+            kept[key] = score_fn(inputs)(torch.arange(n_items + 1))
+        return lambda items: kept[key][:, items]
+
+    return score
 
 
 def text_knn(texts, item_ids: list[str]):
