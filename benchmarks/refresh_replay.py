@@ -40,7 +40,7 @@ from movielens import DATA, REPO, source_config  # benchmarks/: the script's fol
 sys.path.insert(0, str(REPO))
 REFRESH, FULL, STALE, POP, TEXT_KNN = "refresh", "full", "stale", "pop", "text_knn"
 RECENT = "refresh_recent"  # the refresh model times a recent-popularity prior (with_recent)
-RECENT_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+RECENT_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # 8 since the 4-week run picked 4 twice
 K = 10
 
 
