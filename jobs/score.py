@@ -91,9 +91,12 @@ def run(ctx: StageContext) -> StageResult:
 
 
 def settings_key(cfg) -> str:
-    """The scoring settings gold.topn's content depends on (besides the model and the silver.events version)."""
-    settings = {"score": cfg.score.model_dump(mode="json", exclude={"model_version", "model_alias", "silver_version",
-                                                                    "retention_hours"}),
+    """The scoring settings gold.topn's content depends on (besides the model and the silver.events version); the
+    recent prior's keys only while it is on, so a table scored before they existed keys as it did."""
+    unused = {"model_version", "model_alias", "silver_version", "retention_hours"}
+    if not cfg.score.recent_weight:
+        unused |= {"recent_weight", "recent_days"}
+    settings = {"score": cfg.score.model_dump(mode="json", exclude=unused),
                 "max_len": cfg.sequences.max_len}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -228,3 +228,15 @@ def test_a_text_aware_model_recommends_new_catalog_items_with_reasons(spark, mak
     new = topn[topn[T.ITEM_ID] == "brand-new"]
     assert len(new) == N_USERS and (new[T.REASON_KIND] == REASON_HISTORY).all()
     assert all(row[T.REASON_ITEM_ID] in histories[row[T.USER_ID]] for _, row in new.iterrows())
+
+
+def test_the_recent_prior_keys_the_published_table_only_while_on(make_cfg):
+    """refresh.skip_done compares settings keys: a prior that is off must key as a table scored before it existed
+    (no needless rewrite), and its weight and window must key once it is on."""
+    cfg = make_cfg()
+
+    def key(**score):
+        return score_job.settings_key(cfg.model_copy(update={"score": cfg.score.model_copy(update=score)}))
+
+    assert key(recent_days=30) == key()  # off: the window changes nothing
+    assert key(recent_weight=1.0) != key() and key(recent_weight=1.0, recent_days=30) != key(recent_weight=1.0)
