@@ -41,7 +41,7 @@ from lakerec import tables as T  # noqa: E402
 from lakerec.config import ScoreConf, load_config  # noqa: E402
 from lakerec.lake import Lake  # noqa: E402
 from lakerec.models.sasrec import SASRec, SASRecConfig  # noqa: E402
-from lakerec.score.batch import (Candidates, ScoreCounters, popularity, score_users, stamp,  # noqa: E402
+from lakerec.score.batch import (Candidates, ScoreCounters, item_users, popularity, score_users, stamp,  # noqa: E402
                                  user_states)
 from lakerec.spark import get_spark  # noqa: E402
 from measure import PeakMemory  # noqa: E402
@@ -112,7 +112,8 @@ def bench_size(spark, lake: Lake, size: str, top_n: int, batch_size: int, precis
                            counters=counters)
 
     def publish(conf: ScoreConf, table: str, counters) -> None:
-        candidates = Candidates(everything.item_idx, popularity(events, item_ids, 30)[everything.item_idx])
+        (recent,), total = item_users(events, item_ids, [30])
+        candidates = Candidates(everything.item_idx, popularity(recent, total)[everything.item_idx])
         lake.write(table, stamp(lakerec_topn(conf, candidates, counters), "bench", "0", "bench", 0),
                    mode="overwrite")
 

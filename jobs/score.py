@@ -58,13 +58,13 @@ def run(ctx: StageContext) -> StageResult:
     catalog = lake.read(T.SILVER_ITEMS) if conf.candidates.categories else None
     idx = candidate_items(item_ids, conf.candidates, allowed, catalog)
 
-    # popularity (newest ts, then counts per item) and user_states each scan the events: read them once
+    # item_users (newest ts, then counts per item) and user_states each scan the events: read them once
     events = events.select(T.USER_ID, T.ITEM_ID, T.EVENT_TYPE, *order_keys(events)).persist()
     users = user_states(events, item_ids, model.config.max_len, conf.exclude_event_types, len(model_items)).persist()
     try:
-        prior = (recent_prior(item_users(events, item_ids, conf.recent_days)[0], conf.recent_weight)[idx]
-                 if conf.recent_weight else None)
-        candidates = Candidates(idx, popularity(events, item_ids, conf.fallback_days)[idx], prior)
+        recent, total = item_users(events, item_ids, [conf.fallback_days, conf.recent_days])
+        prior = recent_prior(recent[1], conf.recent_weight)[idx] if conf.recent_weight else None
+        candidates = Candidates(idx, popularity(recent[0], total)[idx], prior)
         counts = users.agg(F.count(F.lit(1)).alias("users"),
                            F.sum((F.array_max(T.SCORE_INPUT) == 0).cast("long")).alias("cold")).first()
         n_users, n_cold = int(counts["users"]), int(counts["cold"] or 0)

@@ -111,7 +111,8 @@ def test_cold_users_get_recent_popularity_marked_as_such(spark, model):
     old, new = T0, T0 + timedelta(days=60)
     events = (_events(spark, {f"old{u}": ["i01", "i02"][: 1 + (u < 4)] for u in range(5)}, old)  # popular long ago
               .union(_events(spark, {f"new{u}": ["i09", "i10"][: 1 + u % 2] for u in range(3)}, new)))
-    pop = popularity(events, ITEM_IDS, days=30)
+    recent, total = item_users(events, ITEM_IDS, [30])
+    pop = popularity(recent[0], total)
     assert pop[9] > pop[10] > pop[1] > pop[2] > pop[3] == 0  # recent users first (3, 1), then all time (5, 4)
     cold_events = events.union(_events(spark, {"stranger": ["zz", "yy"]}, new))
     candidates = Candidates(np.arange(1, N_ITEMS + 1, dtype=np.int64), pop[1:])
@@ -126,8 +127,9 @@ def test_recent_users_count_each_user_once_inside_the_window_only(spark):
     old, new = T0, T0 + timedelta(days=60)
     events = (_events(spark, {"a": ["i01", "i01", "i02"], "b": ["i01"]}, new)  # a touches i01 twice: one user
               .union(_events(spark, {"c": ["i02", "i03"], "d": ["i03"]}, old)))
-    recent, total = item_users(events, ITEM_IDS, days=7)
+    (recent, wide), total = item_users(events, ITEM_IDS, [7, 90])
     assert recent[:5].tolist() == [0, 2, 1, 0, 0] and total[:5].tolist() == [0, 2, 2, 2, 0]
+    assert wide[:5].tolist() == total[:5].tolist()  # 90 days reach back to the old events
     assert recent_prior(recent, 2.0)[:4].tolist() == pytest.approx([0, 2 * np.log(3), 2 * np.log(2), 0])
 
 

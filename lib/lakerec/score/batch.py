@@ -144,30 +144,32 @@ def candidate_items(item_ids: list[str], conf: CandidatesConf, allowed: DataFram
     return idx
 
 
-def item_users(events: DataFrame, item_ids: list[str], days: int) -> tuple[np.ndarray, np.ndarray]:
-    """([n_items + 1] distinct users per item in the last `days` up to silver's newest event, [n_items + 1]
-    distinct users per item over all time), float64, aligned with item_idx (0: padding)."""
-    recent_users, total_users = np.zeros(len(item_ids) + 1), np.zeros(len(item_ids) + 1)
+def item_users(events: DataFrame, item_ids: list[str], windows: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """([len(windows), n_items + 1] distinct users per item in each window's last days up to silver's newest event,
+    [n_items + 1] distinct users per item over all time), float64, aligned with item_idx (0: padding). One pass for
+    every window: a user is in an item's window when their last event on it is."""
+    recent_users, total_users = np.zeros((len(windows), len(item_ids) + 1)), np.zeros(len(item_ids) + 1)
     newest = events.agg(F.max(T.TS)).first()[0]
     if newest is None:
         return recent_users, total_users
-    recent = F.col(T.TS) > F.lit(newest - timedelta(days=days))
-    rows = (events.groupBy(F.col(T.ITEM_ID).cast("string").alias(T.ITEM_ID))
-            .agg(F.countDistinct(F.when(recent, F.col(T.USER_ID))).alias("recent"),
-                 F.countDistinct(T.USER_ID).alias("total"))
+    pairs = (events.where(F.col(T.USER_ID).isNotNull())
+             .groupBy(F.col(T.ITEM_ID).cast("string").alias(T.ITEM_ID), T.USER_ID).agg(F.max(T.TS).alias("_last")))
+    rows = (pairs.groupBy(T.ITEM_ID)
+            .agg(*[F.sum((F.col("_last") > F.lit(newest - timedelta(days=days))).cast("long")).alias(f"_w{k}")
+                   for k, days in enumerate(windows)], F.count(F.lit(1)).alias("_total"))
             .collect())
     position = {item: i + 1 for i, item in enumerate(item_ids)}
     for r in rows:
         if r[T.ITEM_ID] in position:
-            recent_users[position[r[T.ITEM_ID]]], total_users[position[r[T.ITEM_ID]]] = r["recent"], r["total"]
+            recent_users[:, position[r[T.ITEM_ID]]] = [r[f"_w{k}"] for k in range(len(windows))]
+            total_users[position[r[T.ITEM_ID]]] = r["_total"]
     return recent_users, total_users
 
 
-def popularity(events: DataFrame, item_ids: list[str], days: int) -> np.ndarray:
-    """[n_items + 1] float32: distinct users per item in the last `days` up to silver's newest event, plus a
+def popularity(recent_users: np.ndarray, total_users: np.ndarray) -> np.ndarray:
+    """[n_items + 1] float32, the cold users' fallback: an item's recent distinct users (item_users), plus a
     tie-break in [0, 1) by all-time distinct users, so quiet windows still rank by something real."""
-    recent, total = item_users(events, item_ids, days)
-    return (recent + total / (total.max() + 1)).astype(np.float32)
+    return (recent_users + total_users / (total_users.max() + 1)).astype(np.float32)
 
 
 def recent_prior(recent_users: np.ndarray, weight: float) -> np.ndarray:
