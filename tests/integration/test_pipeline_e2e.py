@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 import mlflow
@@ -13,6 +14,7 @@ from pyspark.sql import functions as F
 
 from jobs.cli import main
 from lakerec import tables as T
+from lakerec.config import load_config
 from lakerec.lake import Lake
 from lakerec.pipeline import load_pipeline
 from tests.lake.readers import check_readable, lake_tables, plain_read
@@ -125,9 +127,9 @@ def test_notebook_runs_against_the_pipeline_lake(pipeline_run, monkeypatch, note
 
 
 def test_the_recent_prior_moves_lists_towards_recent_items_and_off_restores_them(pipeline_run, spark):
-    """`lakerec score` with score.recent_weight: the items most users touched in the last 7 days of silver climb
-    into more lists; weight 0 writes the original lists again (scoring is deterministic). Runs last: it rewrites
-    gold.topn twice."""
+    """`lakerec score` with score.recent_weight: the items most users touched in silver's last score.recent_days
+    climb into more lists; weight 0 writes the original lists again (scoring is deterministic). Runs last: it
+    rewrites gold.topn twice."""
     root, _ = pipeline_run
     lake = Lake(str(root), spark)
 
@@ -140,9 +142,10 @@ def test_the_recent_prior_moves_lists_towards_recent_items_and_off_restores_them
                                            "--set", f"score.recent_weight={weight}"], catch_exceptions=False)
         assert result.exit_code == 0, result.output
 
+    days = load_config("test", [f"lake.root={root}"]).score.recent_days
     events = lake.read(T.SILVER_EVENTS)
     newest = events.agg(F.max(T.TS)).first()[0]
-    recent = (events.where(F.col(T.TS) > F.lit(newest) - F.expr("INTERVAL 7 DAYS"))
+    recent = (events.where(F.col(T.TS) > F.lit(newest - timedelta(days=days)))
               .groupBy(T.ITEM_ID).agg(F.countDistinct(T.USER_ID).alias("n")).orderBy(F.desc("n"), T.ITEM_ID)
               .limit(3).collect())
     hot = {r[T.ITEM_ID] for r in recent}
