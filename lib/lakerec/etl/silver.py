@@ -120,15 +120,14 @@ def run_input(bronze: DataFrame, plan: Plan, etl: EtlConf) -> DataFrame:
 
 @dataclass
 class SilverOut:
-    marked: DataFrame    # every input row after clean and dedupe, `reason` null where it is kept: persist this
+    marked: DataFrame    # every input row after clean, dedupe and sessionize, `reason` null where it is kept
     plan: Plan
-    gap_minutes: int
 
     @property
     def events(self) -> DataFrame:
         """silver.events rows of the replaced days (the context day serves sessions, retries and bots)."""
         kept = self.marked.where(F.col(T.REASON).isNull()).drop(T.REASON)
-        return (sessionize(kept, self.gap_minutes).withColumn(T.DT, utc_date(F.col(T.TS)))
+        return (kept.withColumn(T.DT, utc_date(F.col(T.TS)))
                 .where(in_days(F.col(T.DT).cast("string"), self.plan.days)).select(*SILVER_EVENT_COLUMNS))
 
     @property
@@ -140,8 +139,8 @@ class SilverOut:
 
 def build_silver(rows: DataFrame, plan: Plan, etl: EtlConf, key: bytes | None,
                  published_ids: DataFrame | None) -> SilverOut:
-    """clean -> dedupe (against the input days, then against silver's other days) -> sessionize; only the
-    replaced days' rows are returned (the context day serves sessions, retries and bots).
+    """clean -> dedupe (against the input days, then against silver's other days) -> sessionize the kept rows;
+    only the replaced days' rows are returned (the context day serves sessions, retries and bots).
 
     The steps mark rows (a `reason`) instead of splitting them, so kept and dropped rows come out of one frame:
     persisted once, its windows and shuffles run once for the events, the drop counts and the checks."""
@@ -151,7 +150,7 @@ def build_silver(rows: DataFrame, plan: Plan, etl: EtlConf, key: bytes | None,
     marked = mark_dedupe(cleaned, etl.retry_window_seconds, plan.published)
     if published_ids is not None:
         marked = mark_published_elsewhere(marked, published_ids)
-    return SilverOut(marked, plan, etl.session_gap_minutes)
+    return SilverOut(sessionize(marked, etl.session_gap_minutes, alive=F.col(T.REASON).isNull()), plan)
 
 
 def session_rows(events: DataFrame, neighbours: DataFrame | None, plan: Plan) -> DataFrame:
