@@ -216,17 +216,18 @@ def test_a_json_line_must_hold_exactly_one_object(tmp_path, spark):
         " " + json.dumps(_event(5)) + " \t",  # surrounding whitespace is fine
         '{"user_id": "u1", "nested": {"a": [1, {"b": "}{"}]}, "item_id": "i6", "event_type": "view", '
         '"ts": 1762000000}',                # braces inside strings and nesting are fine
-    ]
+        '{"user_id": "u1", "item_id": "i7", "event_type": "view", "ts": 1762000000, "x": {"y": 1}',  # one } only,
+    ]                                       # and it closes the inner object: the line is unfinished
     raw = tmp_path / "drops" / "glued.jsonl"
     raw.parent.mkdir()
     raw.write_text("\n".join(lines) + "\n")
     cfg = etl_cfg(tmp_path / "lake", f"input.events.path={raw}", "etl.gates.max_quarantine_share=1.0")
     m = run_job(jobs.ingest, cfg, spark).metrics
-    assert (m["rows_read"], m["rows_bronze"], m["quarantined.malformed"]) == (10, 3, 7)
+    assert (m["rows_read"], m["rows_bronze"], m["quarantined.malformed"]) == (11, 3, 8)
     lake = Lake(cfg.lake.root, spark)
     assert sorted(r.source_line for r in lake.read(T.BRONZE_EVENTS).collect()) == [1, 9, 10]
     q = {r.source_line: (r.reason, r.raw) for r in lake.read(T.BRONZE_QUARANTINE).collect()}
-    assert q == {line: (R.MALFORMED, lines[line - 1]) for line in range(2, 9)}  # the raw text kept as read
+    assert q == {line: (R.MALFORMED, lines[line - 1]) for line in [*range(2, 9), 11]}  # the raw text kept as read
 
 
 def test_source_event_types_named_in_the_type_map_reach_silver_mapped(tmp_path, spark):
