@@ -36,6 +36,9 @@ BRONZE_EVENT_COLUMNS = (
 )
 QUARANTINE_COLUMNS = (T.SOURCE, T.RAW, T.RAW_BYTES, T.RAW_LENGTH, T.REASON, T.SOURCE_FILE, T.SOURCE_LINE, T.BATCH_ID,
                       T.INGESTED_AT)
+# the validated rows' columns that bronze and quarantine read (with `raw`, kept for the invalid rows)
+CACHED_COLUMNS = (T.EVENT_ID, T.USER_ID, T.ITEM_ID, T.EVENT_TYPE, "_ts", "_value", T.SESSION_ID, T.USER_AGENT,
+                  T.SOURCE_FILE, T.SOURCE_LINE, T.REASON, LENGTH)
 ID_FIELDS = (T.USER_ID, T.ITEM_ID, T.EVENT_ID, T.SESSION_ID)  # what input.events.max_id_length limits
 
 # Epoch units by magnitude: each bound is the year 5138 in its unit, so any time before then reads in one unit
@@ -132,7 +135,7 @@ def read_validated(spark: SparkSession, scan: FileScan, cfg: Config, required: l
             raw = read_source(spark, scan.files, source, wanted_columns(source, CONTRACT_EVENT_FIELDS), required,
                               scan, cfg.input.max_line_bytes)
             validated = validate_events(raw, source, cfg.etl, ingested_at).drop(REC)
-            numbered = add_source_lines(slim_raw(validated)).persist()  # read_source numbered the lines
+            numbered = slim_raw(add_source_lines(validated)).persist()  # read_source numbered the lines
             try:
                 return numbered, count_by_reason(numbered)[2]
             except Exception as e:  # noqa: BLE001 - only an unreadable file is handled; anything else re-raised
@@ -147,9 +150,10 @@ def read_validated(spark: SparkSession, scan: FileScan, cfg: Config, required: l
 
 
 def slim_raw(validated: DataFrame) -> DataFrame:
-    """The raw text only where quarantine needs it (the row is invalid): a cache of the validated rows then holds
-    about what bronze holds, not every line twice."""
-    return validated.withColumn(T.RAW, F.when(F.col(T.REASON).isNotNull(), F.col(T.RAW)))
+    """What bronze and quarantine read, the raw text only where quarantine needs it (the row is invalid): a cache of
+    the validated rows then holds about what bronze holds, not every line twice, nor the source's text of the
+    typed fields or the reader's bookkeeping (building the cache costs by the column: 10% at 10M events)."""
+    return validated.select(*CACHED_COLUMNS, F.when(F.col(T.REASON).isNotNull(), F.col(T.RAW)).alias(T.RAW))
 
 
 def bronze_events(validated: DataFrame, batch_id: str, ingested_at: datetime) -> DataFrame:
