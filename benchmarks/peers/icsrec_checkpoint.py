@@ -25,7 +25,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import protocol as P  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "amazon-toys" / "Toys_and_Games.txt"
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO.parent / "shared" / "data" / "amazon-toys" / "Toys_and_Games.txt"  # as benchmarks/quality.py finds it
 
 
 class Encoder:
@@ -94,7 +95,8 @@ def main() -> int:
     if not Path(args.data).exists():
         print(f"skipped: {args.data} is absent (the data set is not redistributed with the repository)")
         return 0
-    lines = [[int(x) for x in text.split()[1:]] for text in open(args.data)]
+    # quality.py's sequence_file_split keeps the users with a training item besides the two held out: so here
+    lines = [items for items in ([int(x) for x in text.split()[1:]] for text in open(args.data)) if len(items) >= 3]
     n_items = max(max(line) for line in lines)
     encoder = Encoder(torch.load(args.checkpoint, map_location="cpu"), args.heads)
     print(f"users={len(lines)} items={n_items} blocks={len(encoder.blocks)} dim={encoder.dim}")
