@@ -189,11 +189,13 @@ def check_lineage(ctx: StageContext, windows_version: int, sequences_version: in
 
 def train_settings(cfg) -> dict:
     """The training settings that determine a run's result (not resume, timeouts or the ranks' allocator; not
-    train.contrastive while its weight is 0, which trains as before it existed: a lake trained then keeps its run
-    keys)."""
+    train.contrastive while its weight is 0 nor train.loss_positions while `all`, which train as before they
+    existed: a lake trained then keeps its run keys)."""
     settings = cfg.train.model_dump(mode="json", exclude={"resume", "timeout_s", "malloc_mmap_threshold"})
     if not cfg.train.contrastive.weight:
         del settings["contrastive"]
+    if cfg.train.loss_positions == "all":
+        del settings["loss_positions"]
     return settings
 
 

@@ -302,6 +302,7 @@ class TrainConf(_Strict):
     mask_prob: float = Field(0.2, gt=0, lt=1)
     loss: Literal["ce", "sampled"] = "ce"
     negatives: int = Field(256, ge=1)
+    loss_positions: Literal["all", "last"] = "all"
     dim: int = Field(64, ge=4)
     layers: int = Field(2, ge=1)
     heads: int = Field(2, ge=1)
@@ -329,6 +330,13 @@ class TrainConf(_Strict):
     contrastive: ContrastiveConf = ContrastiveConf()
     init: Literal["scratch", "champion"] | int = "scratch"  # warm start: from the champion or a model version
     replay_share: float = Field(0.5, ge=0, lt=1)  # warm start: share of the training windows replayed from before
+
+    @model_validator(mode="after")
+    def _last_is_causal(self) -> "TrainConf":
+        if self.loss_positions == "last" and self.model == "bert4rec":
+            raise ValueError("train.loss_positions=last needs a causal model (sasrec, bsarec): bert4rec predicts "
+                             "masked items, not the window's next one")
+        return self
 
     @field_validator("init")
     @classmethod

@@ -171,6 +171,8 @@ def _train_epoch(hvd, model, batches: Iterable[tuple[torch.Tensor, torch.Tensor]
     total = 0.0
     for inputs, targets in batches:
         inputs, targets = inputs.to(device), targets.to(device)
+        if conf.loss_positions == "last":
+            targets = newest_target_only(targets)
         if conf.contrastive.weight == 0:
             hidden, y = model.training_pairs(inputs, targets)
             loss = loss_fn(hidden, model.item_vectors(), y, model.excluded_from_training())
@@ -184,6 +186,15 @@ def _train_epoch(hvd, model, batches: Iterable[tuple[torch.Tensor, torch.Tensor]
         scheduler.step()
         total += loss.item()
     return float(hvd.allreduce(torch.tensor(total / steps), op=hvd.Average, name=f"loss.{epoch}"))
+
+
+def newest_target_only(targets: torch.Tensor) -> torch.Tensor:
+    """train.loss_positions=last: [B, L] targets with every position but the last made padding, so a causal model's
+    loss reads the position inference reads. With sequences.prefixes each prefix is then one sample: CoSeRec's,
+    ICLRec's and ICSRec's objective, which weighs every target once rather than once per window holding it."""
+    newest = torch.zeros_like(targets)
+    newest[:, -1] = targets[:, -1]
+    return newest
 
 
 def contrastive_term(model: SequenceEncoder, inputs: torch.Tensor, targets: torch.Tensor, users: torch.Tensor,
