@@ -135,7 +135,7 @@ def read_validated(spark: SparkSession, scan: FileScan, cfg: Config, required: l
             raw = read_source(spark, scan.files, source, wanted_columns(source, CONTRACT_EVENT_FIELDS), required,
                               scan, cfg.input.max_line_bytes)
             validated = validate_events(raw, source, cfg.etl, ingested_at).drop(REC)
-            numbered = slim_raw(add_source_lines(validated)).persist()  # read_source numbered the lines
+            numbered = cached_rows(add_source_lines(validated)).persist()  # read_source numbered the lines
             try:
                 return numbered, count_by_reason(numbered)[2]
             except Exception as e:  # noqa: BLE001 - only an unreadable file is handled; anything else re-raised
@@ -149,7 +149,7 @@ def read_validated(spark: SparkSession, scan: FileScan, cfg: Config, required: l
     return None, {}
 
 
-def slim_raw(validated: DataFrame) -> DataFrame:
+def cached_rows(validated: DataFrame) -> DataFrame:
     """What bronze and quarantine read, the raw text only where quarantine needs it (the row is invalid): a cache of
     the validated rows then holds about what bronze holds, not every line twice, nor the source's text of the
     typed fields or the reader's bookkeeping (building the cache costs by the column: 10% at 10M events)."""
